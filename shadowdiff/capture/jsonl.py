@@ -1,0 +1,296 @@
+"""The capture format: JSON Lines (plain or gzip) with a versioned header line.
+
+Every importer writes it and `run` reads it. The format is a contract, documented in
+docs/capture-format.md: change both together.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from shadowdiff.errors import CaptureError
+from shadowdiff.model import Exchange, Failure, Outcome, Request, Response
+
+FORMAT_NAME = "shadowdiff-capture"
+FORMAT_VERSION = 1
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+# -- encoding -----------------------------------------------------------------------------
+
+
+def _encode_body(body: bytes) -> dict[str, str]:
+    if not body:
+        return {"body": ""}
+    try:
+        return {"body": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"body": base64.b64encode(body).decode("ascii"), "body_encoding": "base64"}
+
+
+def _encode_response(resp: Response) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": resp.status, "headers": [list(h) for h in resp.headers]}
+    out.update(_encode_body(resp.body))
+    if resp.reason:
+        out["reason"] = resp.reason
+    if resp.elapsed_s:
+        out["elapsed_s"] = round(resp.elapsed_s, 6)
+    return out
+
+
+def _encode_outcome(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Failure):
+        return {"failure": {"kind": outcome.kind, "detail": outcome.detail,
+                            "elapsed_s": round(outcome.elapsed_s, 6)}}
+    return _encode_response(outcome)
+
+
+def exchange_to_dict(ex: Exchange) -> dict[str, Any]:
+    """The JSON object for one exchange line."""
+    req = ex.request
+    request: dict[str, Any] = {
+        "protocol": req.protocol,
+        "method": req.method,
+        "target": req.target,
+        "headers": [list(h) for h in req.headers],
+    }
+    request.update(_encode_body(req.body))
+    out: dict[str, Any] = {"id": ex.id, "request": request}
+    if ex.recorded is not None:
+        out["recorded"] = _encode_response(ex.recorded)
+    if ex.observed:
+        out["observed"] = {role: _encode_outcome(o) for role, o in ex.observed}
+    out["source"] = ex.source
+    out["seen_at"] = ex.seen_at
+    if ex.count != 1:
+        out["count"] = ex.count
+    if ex.marks:
+        out["marks"] = list(ex.marks)
+    return out
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+
+def _decode_body(obj: dict[str, Any]) -> bytes:
+    body = obj.get("body", "")
+    if not isinstance(body, str):
+        raise ValueError("'body' must be a string")
+    encoding = obj.get("body_encoding", "utf-8")
+    if encoding == "base64":
+        return base64.b64decode(body, validate=True)
+    if encoding != "utf-8":
+        raise ValueError(f"unknown body_encoding {encoding!r}")
+    return body.encode("utf-8")
+
+
+def _decode_headers(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    headers = obj.get("headers", [])
+    if not isinstance(headers, list):
+        raise ValueError("'headers' must be a list of [name, value] pairs")
+    out = []
+    for pair in headers:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise ValueError(f"header {pair!r} is not a [name, value] pair of strings")
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
+def _decode_response(obj: dict[str, Any]) -> Response:
+    status = obj["status"]
+    if not isinstance(status, int):
+        raise ValueError("'status' must be an integer")
+    return Response(status=status, headers=_decode_headers(obj), body=_decode_body(obj),
+                    elapsed_s=float(obj.get("elapsed_s", 0.0)), reason=str(obj.get("reason", "")))
+
+
+def _decode_outcome(obj: dict[str, Any]) -> Outcome:
+    if "failure" in obj:
+        f = obj["failure"]
+        return Failure(kind=str(f["kind"]), detail=str(f.get("detail", "")),
+                       elapsed_s=float(f.get("elapsed_s", 0.0)))
+    return _decode_response(obj)
+
+
+def exchange_from_dict(obj: dict[str, Any]) -> Exchange:
+    """Build an Exchange from one decoded line; raises KeyError/ValueError/TypeError."""
+    req = obj["request"]
+    request = Request(protocol=str(req.get("protocol", "http")), method=str(req["method"]),
+                      target=str(req["target"]), headers=_decode_headers(req),
+                      body=_decode_body(req))
+    recorded = obj.get("recorded")
+    observed = obj.get("observed") or {}
+    return Exchange(
+        id=str(obj["id"]),
+        request=request,
+        recorded=_decode_response(recorded) if recorded else None,
+        source=str(obj.get("source", "")),
+        seen_at=float(obj.get("seen_at", 0.0)),
+        count=int(obj.get("count", 1)),
+        observed=tuple((str(role), _decode_outcome(o)) for role, o in observed.items()),
+        marks=tuple(str(m) for m in obj.get("marks", ())),
+    )
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def open_maybe_gzip(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a file for binary reading, transparently gunzipping by content."""
+    f = open(path, "rb")
+    magic = f.read(2)
+    f.seek(0)
+    if magic == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    return f
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The header object of a capture file."""
+    src = str(path)
+    try:
+        with open_maybe_gzip(path) as f:
+            first = f.readline()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CaptureError(f"cannot read: {exc}", source=src, position="line 1") from exc
+    return _parse_header(first, src)
+
+
+def _parse_header(line: bytes, src: str) -> dict[str, Any]:
+    try:
+        header = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise CaptureError(f"header is not valid JSON: {exc}", source=src, position="line 1") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise CaptureError(f"not a shadowdiff capture (first line must be a header with "
+                           f"format={FORMAT_NAME!r})", source=src, position="line 1")
+    version = header.get("version")
+    if version != FORMAT_VERSION:
+        raise CaptureError(f"unsupported capture version {version!r} (this shadowdiff reads "
+                           f"version {FORMAT_VERSION})", source=src, position="line 1")
+    return header
+
+
+def read_capture(path: str | os.PathLike[str]) -> Iterator[Exchange]:
+    """Stream the exchanges of a capture file, one line at a time.
+
+    >>> for ex in read_capture("captures/demo.jsonl"): ...  # doctest: +SKIP
+    """
+    src = str(path)
+    lineno = 0
+    try:
+        with open_maybe_gzip(path) as f:
+            lineno = 1
+            _parse_header(f.readline(), src)
+            for raw in f:
+                lineno += 1
+                if raw.strip():
+                    yield _parse_line(raw, src, lineno)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CaptureError(f"cannot read past this line ({exc.__class__.__name__}: {exc}); "
+                           "the file is truncated or corrupt", source=src,
+                           position=f"line {lineno + 1}") from exc
+
+
+def _parse_line(raw: bytes, src: str, lineno: int) -> Exchange:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CaptureError(f"not valid JSON: {exc}", source=src, position=f"line {lineno}") from exc
+    if not isinstance(obj, dict):
+        raise CaptureError("an exchange line must be a JSON object", source=src,
+                           position=f"line {lineno}")
+    try:
+        return exchange_from_dict(obj)
+    except KeyError as exc:
+        raise CaptureError(f"missing field {exc.args[0]!r}", source=src,
+                           position=f"line {lineno}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CaptureError(f"invalid exchange: {exc}", source=src, position=f"line {lineno}") from exc
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+class CaptureWriter:
+    """Streams exchanges to a capture file; the header (with stats) is written on close.
+
+    Exchanges go to a temporary file beside the target first, so the header can carry the
+    importer's final counts and a crash never leaves a half-written capture under the
+    target name.
+
+    >>> with CaptureWriter("out.jsonl.gz", source="har:x.har") as w:  # doctest: +SKIP
+    ...     w.write(exchange)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, source: str = "",
+                 compress: bool | None = None) -> None:
+        self.path = Path(path)
+        self.source = source
+        self.compress = self.path.suffix == ".gz" if compress is None else compress
+        self.stats: dict[str, Any] = {}
+        self.written = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part",
+                                   dir=self.path.parent)
+        self._tmp_path = Path(tmp)
+        self._tmp = os.fdopen(fd, "wb", buffering=1 << 20)
+
+    def write(self, exchange: Exchange) -> None:
+        """Append one exchange."""
+        self._tmp.write(orjson.dumps(exchange_to_dict(exchange)))
+        self._tmp.write(b"\n")
+        self.written += 1
+
+    def write_all(self, exchanges: Iterable[Exchange]) -> int:
+        """Append every exchange; returns how many."""
+        for ex in exchanges:
+            self.write(ex)
+        return self.written
+
+    def close(self) -> None:
+        """Write the header and the exchanges under the target name, atomically."""
+        self._tmp.close()
+        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "created": time.time(),
+                  "source": self.source, "exchanges": self.written, "stats": self.stats}
+        final_tmp = self.path.with_name(f".{self.path.name}.final")
+        opener = gzip.open if self.compress else open
+        with opener(final_tmp, "wb") as out, open(self._tmp_path, "rb") as body:  # type: ignore[operator]
+            out.write(orjson.dumps(header) + b"\n")
+            shutil.copyfileobj(body, out, 1 << 20)
+        os.replace(final_tmp, self.path)
+        self._tmp_path.unlink()
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        self._tmp.close()
+        self._tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> CaptureWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_capture(path: str | os.PathLike[str], exchanges: Iterable[Exchange], *,
+                  source: str = "", stats: dict[str, Any] | None = None) -> int:
+    """Write a whole capture file; returns the number of exchanges written."""
+    with CaptureWriter(path, source=source) as w:
+        w.write_all(exchanges)
+        w.stats.update(stats or {})
+        return w.written

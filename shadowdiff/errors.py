@@ -1,0 +1,44 @@
+"""The exception tree. The CLI catches `ShadowdiffError` in one place and exits 2.
+
+    ShadowdiffError
+      ConfigError      bad or unknown key; the message names the key and the file
+      CaptureError     unreadable input; carries source and position
+      PluginError      plugin missing, or broke its contract
+      ReportError      template or output failure
+
+A failure of one replayed request is never an exception: it is a `Failure` value.
+"""
+
+from __future__ import annotations
+
+
+class ShadowdiffError(Exception):
+    """Base of every error shadowdiff raises on purpose."""
+
+
+class ConfigError(ShadowdiffError):
+    """A configuration file or flag is wrong."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        where = ", ".join(p for p in (path and f"file {path}", key and f"key {key!r}") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.path = path
+        self.key = key
+
+
+class CaptureError(ShadowdiffError):
+    """An input file cannot be read; names the file and the position."""
+
+    def __init__(self, message: str, *, source: str, position: str | None = None) -> None:
+        where = f"{source}:{position}" if position else source
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.position = position
+
+
+class PluginError(ShadowdiffError):
+    """A protocol or importer plugin is missing or broke its contract."""
+
+
+class ReportError(ShadowdiffError):
+    """A report could not be rendered or written."""
