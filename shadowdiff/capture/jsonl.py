@@ -148,12 +148,11 @@ def exchange_from_dict(obj: dict[str, Any]) -> Exchange:
 
 def open_maybe_gzip(path: str | os.PathLike[str]) -> IO[bytes]:
     """Open a file for binary reading, transparently gunzipping by content."""
-    f = open(path, "rb")
-    magic = f.read(2)
-    f.seek(0)
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    return f
+        return gzip.open(path, "rb")  # owns its file, so closing it closes everything
+    return open(path, "rb")
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""Replay benchmark: pairs/s replayed and diffed by `shadowdiff run`, beside wrk on the same servers.
+
+Two nginx instances (from Debian) on loopback serve a ~2 KB JSON document: identical on
+both for /same/N, differing in two fields for /diff/N. In one run this script measures
+  1. wrk against old, same document (the raw request rate this machine allows);
+  2. shadowdiff run on 10k and 100k identical exchanges (pairs/s, peak RSS);
+  3. shadowdiff run on 10k differing exchanges (pairs/s);
+and prints each as a ratio to wrk's rate (requests/s; a pair is two requests).
+
+    .venv/bin/python benchmarks/replay.py [--small N] [--large N] [--diff N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from shadowdiff.capture.jsonl import CaptureWriter  # noqa: E402
+from shadowdiff.model import Exchange, Request  # noqa: E402
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def document(variant: str) -> bytes:
+    items = [{"id": i, "sku": f"SKU-{i:05d}", "name": f"Product number {i}", "price": 10.5 + i,
+              "stock": i * 3, "tags": ["a", "b"]} for i in range(14)]
+    doc = {"items": items, "meta": {"page": 1, "total": 14, "currency": "EUR"}}
+    if variant == "new":
+        doc["items"][3]["price"] = 99.0
+        doc["meta"]["currency"] = "USD"
+    return json.dumps(doc).encode()
+
+
+NGINX_CONF = """
+daemon off; worker_processes 1; pid {prefix}/nginx.pid; error_log {prefix}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; default_type application/json; keepalive_requests 1000000;
+  client_body_temp_path {prefix}/cb; proxy_temp_path {prefix}/px; fastcgi_temp_path {prefix}/fc;
+  uwsgi_temp_path {prefix}/uw; scgi_temp_path {prefix}/sc;
+  server {{ listen 127.0.0.1:{port}; root {root};
+    location /same/ {{ try_files /same.json =404; }}
+    location /diff/ {{ try_files /diff.json =404; }} }}
+}}
+"""
+
+
+def start_nginx(work: Path, role: str) -> tuple[subprocess.Popen[bytes], str]:
+    prefix = work / f"nginx-{role}"
+    root = prefix / "www"
+    root.mkdir(parents=True)
+    (root / "same.json").write_bytes(document("old"))
+    (root / "diff.json").write_bytes(document(role))
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, root=root))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(prefix)],
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"nginx did not start on port {port}: see {prefix}/error.log")
+
+
+def make_capture(path: Path, n: int, kind: str) -> None:
+    with CaptureWriter(path, source="benchmark") as w:
+        for i in range(n):
+            req = Request("http", "GET", f"/{kind}/{i}", (("Host", "bench.example"),
+                                                         ("Accept", "application/json")))
+            w.write(Exchange(id=f"b-{i}", request=req, source="bench", seen_at=0.0))
+
+
+def wrk_rate(url: str, seconds: int = 5) -> float | None:
+    if not shutil.which("wrk"):
+        return None
+    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", url + "/same/1"],
+                         capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(match.group(1)) if match else None
+
+
+# Runs the CLI in a child and prints the child's own peak RSS when it exits.
+_RSS_WRAPPER = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: sys.stderr.write("
+    "f'\\nRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+    "from shadowdiff.cli import main\n"
+    "sys.argv = ['shadowdiff', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def shadowdiff_run(capture: Path, old: str, new: str, out: Path) -> tuple[float, float, int]:
+    """(pairs/s, peak RSS MB, replayed) of one `shadowdiff run` in a child process."""
+    cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), "--old", old, "--new", new,
+           "--out", str(out), "--quiet", "--concurrency", "64"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    rss_kb = int(re.findall(r"^RSS (\d+)$", proc.stderr, re.M)[-1])
+    summary = json.loads((out / "summary.json").read_text())
+    replayed = summary["totals"]["replayed"]
+    return replayed / elapsed, rss_kb / 1024.0, replayed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--diff", type=int, default=10_000)
+    args = parser.parse_args()
+    if not shutil.which("nginx"):
+        raise SystemExit("benchmarks/replay.py needs nginx (apt-get install nginx-light)")
+    work = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
+    procs = []
+    try:
+        old_proc, old = start_nginx(work, "old")
+        new_proc, new = start_nginx(work, "new")
+        procs = [old_proc, new_proc]
+        ref = wrk_rate(old)
+        print(f"wrk -t1 -c32 on old nginx: {ref:,.0f} requests/s" if ref else "wrk: not installed")
+        rows = []
+        for label, n, kind in (("identical", args.small, "same"), ("identical", args.large, "same"),
+                               ("differing", args.diff, "diff")):
+            cap = work / f"{kind}-{n}.jsonl"
+            make_capture(cap, n, kind)
+            rate, rss, replayed = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}")
+            assert replayed == n, (replayed, n)
+            rows.append((label, n, rate, rss))
+        print(f"{'pairs':>10} {'exchanges':>10} {'pairs/s':>10} {'req/s':>10} {'vs wrk':>7} {'peak RSS':>9}")
+        for label, n, rate, rss in rows:
+            ratio = f"{2 * rate / ref:.2f}" if ref else "n/a"
+            print(f"{label:>10} {n:>10,} {rate:>10,.0f} {2 * rate:>10,.0f} {ratio:>7} {rss:>7.0f} MB")
+        print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s)")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGQUIT)
+            p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

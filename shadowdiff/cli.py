@@ -1,0 +1,133 @@
+"""Command line: parses, calls the pipeline, prints. No logic of its own.
+
+Exit codes (contract): 0 no significant divergence, 1 significant divergences,
+2 usage, config or input error (the message names the file and position).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shadowdiff import __version__
+from shadowdiff.config import Config, Targets, check_replay, load_config
+from shadowdiff.errors import ShadowdiffError
+
+EXIT_INPUT = 2
+
+
+class _Group(click.Group):
+    """Turns every ShadowdiffError into one clean line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShadowdiffError as exc:
+            click.echo(f"shadowdiff: error: {exc}", err=True)
+            ctx.exit(EXIT_INPUT)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="shadowdiff")
+def main() -> None:
+    """Replay captured traffic to the old and the new system; rank what differs."""
+
+
+def _parse_header(value: str) -> tuple[str, str]:
+    name, sep, val = value.partition(":")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{value!r} is not 'Name: value'", param_hint="--header")
+    return name.strip(), val.strip()
+
+
+def build_config(config_path: str | None, **flags: Any) -> Config:
+    """The config file, with command-line flags laid over it."""
+    config = load_config(config_path)
+    t = config.targets
+    targets = Targets(old=flags.get("old") or t.old, new=flags.get("new") or t.new,
+                      old_replica=flags.get("old_replica") or t.old_replica)
+    r = config.replay
+    methods = flags.get("methods")
+    replay_cfg = check_replay(replace(
+        r,
+        concurrency=flags.get("concurrency") or r.concurrency,
+        rate=flags["rate"] if flags.get("rate") is not None else r.rate,
+        timeout_s=flags.get("timeout") or r.timeout_s,
+        methods=tuple(m.strip().upper() for m in methods.split(",") if m.strip()) if methods else r.methods,
+        host_header=flags.get("host_header") or r.host_header,
+        headers=r.headers + tuple(_parse_header(h) for h in flags.get("header") or ()),
+        max_body_bytes=flags.get("max_body_bytes") or r.max_body_bytes,
+    ))
+    report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
+    return replace(config, targets=targets, replay=replay_cfg, report=report_cfg)
+
+
+_RUN_OPTIONS = [
+    click.option("--old", metavar="URL", help="The system in production now."),
+    click.option("--new", metavar="URL", help="The system that will replace it."),
+    click.option("--old-replica", metavar="URL",
+                 help="A second instance of old, to measure noise (differences old has with itself)."),
+    click.option("--usage", "usage_logs", multiple=True, metavar="LOG",
+                 help="Production access log(s) (nginx/Apache combined, JSON): rank by real usage."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
+                 help="shadowdiff.toml (docs/configuration.md)."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run directory [reports/run-<time>]."),
+    click.option("--concurrency", type=click.IntRange(min=1), help="Exchanges in flight [32]."),
+    click.option("--rate", type=click.FloatRange(min=0), help="Exchanges per second, 0 = unlimited [0]."),
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Per-request timeout, seconds [10]."),
+    click.option("--methods", help="Methods to replay, comma-separated [GET,HEAD,OPTIONS]. "
+                 "Others are skipped and counted: replaying POST can change data."),
+    click.option("--host-header", help="'original' (as captured), 'target', or a literal host [original]."),
+    click.option("--header", multiple=True, metavar="'NAME: VALUE'",
+                 help="Set a header on every replayed request (e.g. a staging token)."),
+    click.option("--max-body-bytes", type=click.IntRange(min=1), help="Larger bodies are a too_large failure [10 MiB]."),
+    click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
+]
+
+
+def run_options(func: Any) -> Any:
+    for option in reversed(_RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@run_options
+def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str | None,
+        out: str | None, quiet: bool, **flags: Any) -> None:
+    """Replay CAPTURE files (shadowdiff, HAR, pcap, mitmproxy flows, access logs) to old and new."""
+    from shadowdiff.console import execute
+    config = build_config(config_path, **flags)
+    code = execute(captures, config, out_dir=out, usage_logs=usage_logs, quiet=quiet)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="reports/demo", show_default=True,
+              help="Where the demo writes its report.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line and no table.")
+def demo(out: str, quiet: bool) -> None:
+    """Run the whole pipeline on bundled old and new demo services (exits 0 when it worked)."""
+    from shadowdiff.demo.runner import run_demo
+    sys.exit(run_demo(Path(out), quiet=quiet))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir: str) -> None:
+    """Re-render report.md and report.html of a finished run from its summary.json."""
+    from shadowdiff.console import rerender
+    for path in rerender(Path(run_dir)).values():
+        click.echo(str(path))
+
+
+from shadowdiff import cli_capture  # noqa: E402,F401 - registers `capture` and `usage`
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""`shadowdiff capture ...` and `shadowdiff usage ...`: importers and log tables on the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from shadowdiff.cli import EXIT_INPUT, main
+from shadowdiff.errors import CaptureError, ShadowdiffError
+from shadowdiff.model import Exchange
+
+_FORMATS = {"har": "har", "pcap": "pcap", "mitm": "mitm", "log": "log"}
+
+
+def _parse_time(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO date/time (2026-11-25T03:00:00+00:00)") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+_FILTER_OPTIONS = [
+    click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+                 help="Capture file to write (.jsonl, or .jsonl.gz to compress)."),
+    click.option("--method", "methods", multiple=True, help="Keep only these methods (repeatable)."),
+    click.option("--host", "hosts", multiple=True, help="Keep only these Host values (repeatable)."),
+    click.option("--path-regex", help="Keep only targets matching this regex."),
+    click.option("--since", help="Keep exchanges seen at or after this ISO time."),
+    click.option("--until", help="Keep exchanges seen before this ISO time."),
+    click.option("--sample", type=click.FloatRange(0, 1, min_open=True),
+                 help="Keep this fraction, chosen by request so reruns keep the same ones."),
+    click.option("--dedupe", is_flag=True, help="Merge identical requests, keeping their count for ranking."),
+]
+
+
+def _filter(methods: tuple[str, ...], hosts: tuple[str, ...], path_regex: str | None,
+            since: str | None, until: str | None, sample: float | None, dedupe: bool) -> Any:
+    from shadowdiff.capture.filters import Filter
+    try:
+        regex = re.compile(path_regex) if path_regex else None
+    except re.error as exc:
+        raise click.BadParameter(f"invalid regex: {exc}", param_hint="--path-regex") from exc
+    return Filter(methods=frozenset(m.upper() for m in methods) or None,
+                  hosts=frozenset(h.lower() for h in hosts) or None, path_regex=regex,
+                  since=_parse_time(since), until=_parse_time(until), sample=sample, dedupe=dedupe)
+
+
+@main.group()
+def capture() -> None:
+    """Turn traffic recorded by other tools into a shadowdiff capture file."""
+
+
+def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
+            extra: dict[str, Any]) -> None:
+    from shadowdiff.capture import read_exchanges
+    from shadowdiff.capture.filters import apply_filters
+    from shadowdiff.capture.jsonl import CaptureWriter
+
+    stats: dict[str, Any] = {}
+    error: ShadowdiffError | None = None
+
+    def stream() -> Iterator[Exchange]:
+        nonlocal error
+        for path in inputs:
+            try:
+                yield from read_exchanges(path, fmt=fmt, stats=stats, **extra)
+            except CaptureError as exc:
+                error = exc  # keep what was read before the bad spot
+                return
+
+    writer = CaptureWriter(output, source=f"{fmt}:{','.join(inputs)}")
+    writer.write_all(apply_filters(stream(), flt, stats))
+    if error is not None:
+        stats["error"] = str(error)
+    writer.stats.update(stats)
+    writer.close()
+    counts = ", ".join(f"{k} {v}" for k, v in stats.items() if isinstance(v, (int, float)))
+    click.echo(f"wrote {writer.written} exchanges to {output}" + (f" ({counts})" if counts else ""))
+    if error is not None:
+        click.echo(f"shadowdiff: error: {error} (the exchanges read before it were written)", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> None:
+    def command(inputs: tuple[str, ...], output: str, port: tuple[int, ...] = (),
+                **filters: Any) -> None:
+        extra = {"ports": set(port) or None} if ports else {}
+        _import(fmt, inputs, output, _filter(**filters), extra)
+
+    command.__doc__ = help_text
+    for option in reversed(_FILTER_OPTIONS):
+        command = option(command)
+    if ports:
+        command = click.option("--port", multiple=True, type=int,
+                               help="Server port(s) carrying HTTP [any port whose traffic parses as HTTP].")(command)
+    command = click.argument("inputs", nargs=-1, required=True,
+                             type=click.Path(exists=True, dir_okay=False))(command)
+    capture.command(fmt)(command)
+
+
+_make_capture_command("har", "Import HAR 1.2 files (browser dev tools, proxies).")
+_make_capture_command("pcap", "Import pcap/pcapng files: TCP reassembly and HTTP/1.x parsing.", ports=True)
+_make_capture_command("mitm", "Import mitmproxy flow files (mitmdump -w).")
+_make_capture_command("log", "Turn access logs into replayable GET/HEAD requests (logs carry no bodies).")
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True)
+@click.option("--top", default=25, show_default=True, help="How many endpoints to show.")
+def usage(logs: tuple[str, ...], top: int) -> None:
+    """Production endpoint table from access logs alone (files, globs, .gz, rotated)."""
+    from rich.console import Console
+
+    from shadowdiff.usage import read_usage, render_usage_table
+    table = read_usage(list(logs))
+    Console().print(render_usage_table(table, top=top))

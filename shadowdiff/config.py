@@ -1,0 +1,291 @@
+"""Configuration: one TOML file, read once into frozen dataclasses; flags override it.
+
+Unknown keys are errors that name the key and the file, because a misspelt rule that is
+silently ignored would hide (or invent) divergences. Documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from shadowdiff.errors import ConfigError
+from shadowdiff.normalize import DEFAULT_IGNORE_HEADERS, Mask, Rules, compile_path
+
+SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
+SECRET_HEADERS: tuple[str, ...] = (
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token",
+)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where to replay: URLs whose scheme picks the protocol."""
+
+    old: str | None = None
+    new: str | None = None
+    old_replica: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """How to replay."""
+
+    concurrency: int = 32
+    rate: float = 0.0                       # exchanges per second; 0 = unlimited
+    timeout_s: float = 10.0
+    methods: tuple[str, ...] = SAFE_METHODS
+    host_header: str = "original"           # "original" | "target" | a literal host
+    headers: tuple[tuple[str, str], ...] = ()   # set on every replayed request
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EndpointRules:
+    """Extra rules for the endpoints whose template matches `match`."""
+
+    match: str
+    rules: Rules
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """Significance margins (used once noise is measured)."""
+
+    min_relative_pct: float = 20.0
+    min_absolute_pct: float = 0.03
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What reports may show."""
+
+    show_secrets: bool = False
+    secret_headers: tuple[str, ...] = SECRET_HEADERS
+    max_body_chars: int = 20_000
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    targets: Targets = field(default_factory=Targets)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    rules: Rules = field(default_factory=Rules)
+    endpoints: tuple[EndpointRules, ...] = ()
+    rank: RankConfig = field(default_factory=RankConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    source: str | None = None
+
+    def rules_for(self, endpoint: str) -> Rules:
+        """The global rules merged with every matching per-endpoint section."""
+        return _rules_for(self, endpoint)
+
+
+@lru_cache(maxsize=4096)
+def _rules_for(config: Config, endpoint: str) -> Rules:
+    rules = config.rules
+    for section in config.endpoints:
+        if _endpoint_matches(section.match, endpoint):
+            extra = section.rules
+            rules = Rules(
+                ignore_headers=rules.ignore_headers | extra.ignore_headers,
+                ignore_paths=rules.ignore_paths + extra.ignore_paths,
+                masks=rules.masks + extra.masks,
+                unordered=rules.unordered + extra.unordered,
+            )
+    return rules
+
+
+def _endpoint_matches(match: str, endpoint: str) -> bool:
+    """`GET /users/{id}` matches exactly; `*` is a wildcard; a bare path matches any method."""
+    if " " not in match:
+        match = "* " + match
+    regex = "".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", match))
+    return re.fullmatch(regex, endpoint) is not None
+
+
+# -- loading ------------------------------------------------------------------------------
+
+_TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report"}
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and check a TOML file; None gives the defaults.
+
+    >>> load_config(None).replay.methods
+    ('GET', 'HEAD', 'OPTIONS')
+    """
+    if path is None:
+        return Config()
+    src = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=src) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=src) from exc
+    return config_from_dict(data, src)
+
+
+def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
+    """Build a Config from already-parsed TOML data."""
+    _check_keys(data, _TOP_KEYS, "", src)
+    endpoints = data.get("endpoint", [])
+    if not isinstance(endpoints, list):
+        raise ConfigError("must be an array of tables ([[endpoint]])", path=src, key="endpoint")
+    return Config(
+        targets=_targets(data.get("targets", {}), src),
+        replay=_replay(data.get("replay", {}), src),
+        rules=_rules(data.get("normalize", {}), "normalize", src, defaults=True),
+        endpoints=tuple(_endpoint(e, i, src) for i, e in enumerate(endpoints)),
+        rank=_simple(RankConfig, data.get("rank", {}), "rank", src),
+        report=_report(data.get("report", {}), src),
+        source=src,
+    )
+
+
+def _check_keys(table: Any, allowed: set[str], prefix: str, src: str) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table", path=src, key=prefix.rstrip(".") or "<root>")
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(allowed))})",
+                              path=src, key=prefix + key)
+
+
+def _typed(table: dict[str, Any], key: str, types: type | tuple[type, ...], prefix: str,
+           src: str, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    allowed = types if isinstance(types, tuple) else (types,)
+    # bool is an int subclass: `concurrency = true` must not pass as 1
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        names = " or ".join(t.__name__ for t in allowed)
+        raise ConfigError(f"must be {names}, not {type(value).__name__}", path=src, key=prefix + key)
+    return value
+
+
+def _str_list(table: dict[str, Any], key: str, prefix: str, src: str) -> tuple[str, ...]:
+    value = _typed(table, key, list, prefix, src, [])
+    if not all(isinstance(v, str) for v in value):
+        raise ConfigError("must be a list of strings", path=src, key=prefix + key)
+    return tuple(value)
+
+
+def _targets(table: Any, src: str) -> Targets:
+    _check_keys(table, {"old", "new", "old_replica"}, "targets.", src)
+    return Targets(**{k: _typed(table, k, str, "targets.", src, None) for k in table})
+
+
+def _replay(table: Any, src: str) -> ReplayConfig:
+    p = "replay."
+    _check_keys(table, {"concurrency", "rate", "timeout_s", "methods", "host_header", "headers",
+                        "max_body_bytes"}, p, src)
+    base = ReplayConfig()
+    headers = _typed(table, "headers", dict, p, src, {})
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError("header values must be strings", path=src, key=p + "headers")
+    cfg = replace(
+        base,
+        concurrency=_typed(table, "concurrency", int, p, src, base.concurrency),
+        rate=float(_typed(table, "rate", (int, float), p, src, base.rate)),
+        timeout_s=float(_typed(table, "timeout_s", (int, float), p, src, base.timeout_s)),
+        methods=tuple(m.upper() for m in _str_list(table, "methods", p, src)) or base.methods,
+        host_header=_typed(table, "host_header", str, p, src, base.host_header),
+        headers=tuple(headers.items()),
+        max_body_bytes=_typed(table, "max_body_bytes", int, p, src, base.max_body_bytes),
+    )
+    return check_replay(cfg, src)
+
+
+def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
+    """Reject values that cannot work (used for the file and for flags)."""
+    if cfg.concurrency < 1:
+        raise ConfigError("must be at least 1", path=src, key="replay.concurrency")
+    if cfg.rate < 0:
+        raise ConfigError("must be 0 (unlimited) or positive", path=src, key="replay.rate")
+    if cfg.timeout_s <= 0:
+        raise ConfigError("must be positive", path=src, key="replay.timeout_s")
+    if cfg.max_body_bytes < 1:
+        raise ConfigError("must be positive", path=src, key="replay.max_body_bytes")
+    return cfg
+
+
+_RULE_KEYS = {"ignore_headers", "default_ignore_headers", "ignore_paths", "masks", "unordered"}
+
+
+def _rules(table: Any, prefix: str, src: str, *, defaults: bool) -> Rules:
+    p = prefix + "."
+    _check_keys(table, _RULE_KEYS | ({"match"} if not defaults else set()), p, src)
+    use_defaults = defaults and _typed(table, "default_ignore_headers", bool, p, src, True)
+    headers = frozenset(h.lower() for h in _str_list(table, "ignore_headers", p, src))
+    paths = _str_list(table, "ignore_paths", p, src)
+    unordered = _str_list(table, "unordered", p, src)
+    for key, patterns in (("ignore_paths", paths), ("unordered", unordered)):
+        for pattern in patterns:
+            _check_path(pattern, src, p + key)
+    masks = _typed(table, "masks", list, p, src, [])
+    return Rules(
+        ignore_headers=(DEFAULT_IGNORE_HEADERS if use_defaults else frozenset()) | headers,
+        ignore_paths=paths,
+        masks=tuple(_mask(m, f"{p}masks[{i}]", src) for i, m in enumerate(masks)),
+        unordered=unordered,
+    )
+
+
+def _check_path(pattern: str, src: str, key: str) -> None:
+    try:
+        compile_path(pattern)
+    except ValueError as exc:
+        raise ConfigError(f"bad path {pattern!r}: {exc}", path=src, key=key) from exc
+
+
+def _mask(table: Any, key: str, src: str) -> Mask:
+    _check_keys(table, {"name", "pattern", "paths"}, key + ".", src)
+    pattern = _typed(table, "pattern", str, key + ".", src, None)
+    if pattern is None:
+        raise ConfigError("a mask needs a 'pattern'", path=src, key=key)
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"invalid regex {pattern!r}: {exc}", path=src, key=key + ".pattern") from exc
+    name = _typed(table, "name", str, key + ".", src, "masked")
+    paths = _str_list(table, "paths", key + ".", src)
+    for path in paths:
+        _check_path(path, src, key + ".paths")
+    return Mask(name=name, pattern=regex, paths=paths) if paths else Mask(name=name, pattern=regex)
+
+
+def _endpoint(table: Any, index: int, src: str) -> EndpointRules:
+    key = f"endpoint[{index}]"
+    if not isinstance(table, dict) or not isinstance(table.get("match"), str):
+        raise ConfigError("needs a 'match' string such as \"GET /users/{id}\"", path=src, key=key)
+    return EndpointRules(match=table["match"], rules=_rules(table, key, src, defaults=False))
+
+
+def _simple(cls: type, table: Any, prefix: str, src: str) -> Any:
+    fields = {f for f in cls.__dataclass_fields__}
+    _check_keys(table, fields, prefix + ".", src)
+    base = cls()
+    values = {k: _typed(table, k, type(getattr(base, k)) if not isinstance(getattr(base, k), float)
+                        else (int, float), prefix + ".", src, getattr(base, k)) for k in table}
+    return replace(base, **values)
+
+
+def _report(table: Any, src: str) -> ReportConfig:
+    p = "report."
+    _check_keys(table, {"show_secrets", "secret_headers", "max_body_chars"}, p, src)
+    base = ReportConfig()
+    extra = tuple(h.lower() for h in _str_list(table, "secret_headers", p, src))
+    return ReportConfig(
+        show_secrets=_typed(table, "show_secrets", bool, p, src, False),
+        secret_headers=base.secret_headers + tuple(h for h in extra if h not in base.secret_headers),
+        max_body_chars=_typed(table, "max_body_chars", int, p, src, base.max_body_chars),
+    )

@@ -1,0 +1,113 @@
+"""Terminal side of a run: the live progress line and the closing ranked table (rich)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from shadowdiff.config import Config
+from shadowdiff.pipeline import RunState, default_out_dir, run
+from shadowdiff.rank import Usage
+
+_REFRESH_S = 0.2  # redraw at most 5 times a second: a redraw per exchange would cost more than the replay
+
+
+def load_usage(paths: Sequence[str]) -> Usage | None:
+    """Production usage from access logs (None when no log is given)."""
+    if not paths:
+        return None
+    from shadowdiff.usage import read_usage
+    table = read_usage(list(paths))
+    counts = dict(zip(table.counts["endpoint"], (int(n) for n in table.counts["requests"])))
+    note = (f"production usage from {len(table.files)} access log file(s), {table.total} requests"
+            + (f"; {table.malformed} malformed lines skipped (e.g. {table.malformed_example})"
+               if table.malformed else ""))
+    return Usage(counts, "access_log", tuple(table.files), table.malformed, note)
+
+
+def _progress_text(state: RunState) -> Text:
+    return Text.assemble(
+        ("replaying ", "bold"), f"{state.replayed} exchanges  ",
+        (f"{state.diverged} diverged  ", "yellow"), (f"{state.failed} failed  ", "red"),
+        f"{state.skipped} skipped  ", (f"{state.rate:,.0f}/s", "cyan"))
+
+
+def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | None,
+            usage_logs: Sequence[str] = (), quiet: bool = False,
+            console: Console | None = None) -> int:
+    """Run with progress and a closing table; returns the exit code."""
+    console = console or Console(stderr=True)
+    usage = load_usage(usage_logs)
+    target = Path(out_dir) if out_dir else default_out_dir()
+    if quiet:
+        result = run(captures, config, target, usage=usage)
+    else:
+        last = [0.0]
+        with Live(Text("starting…"), console=console, transient=True) as live:
+            def progress(state: RunState) -> None:
+                now = time.monotonic()
+                if now - last[0] >= _REFRESH_S:
+                    last[0] = now
+                    live.update(_progress_text(state))
+            result = run(captures, config, target, usage=usage, progress=progress)
+        print_summary(result.summary, result.paths, Console())
+    for error in result.summary["run"]["errors"]:  # even with --quiet: cron must see it
+        console.print(f"shadowdiff: error: {error} (the report covers what was read before it)",
+                      markup=False, highlight=False)
+    return result.exit_code
+
+
+def print_summary(summary: dict[str, Any], paths: dict[str, Path], console: Console,
+                  top: int = 15) -> None:
+    """The ranked signatures as a table, the verdict, and where the reports are."""
+    t = summary["totals"]
+    console.print(f"[bold]{t['replayed']}[/] replayed, {t['identical']} identical, "
+                  f"[yellow]{t['diverged']}[/] diverged, {t['failed_both']} failed on both, "
+                  f"{t['skipped']} skipped ({t['requests_per_s']:,.0f} exchanges/s)")
+    if summary["signatures"]:
+        table = Table(title=f"Top divergences, ranked by impact ({summary['usage']['source']})")
+        for col, justify in (("#", "right"), ("impact", "right"), ("endpoint", "left"),
+                             ("location", "left"), ("kind", "left"), ("affected", "right"),
+                             ("example", "left")):
+            table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        for sig in summary["signatures"][:top]:
+            ex = sig["example"]
+            table.add_row(str(sig["rank"]), f"{sig['impact']:.2%}", sig["endpoint"],
+                          sig["location"], sig["kind"], f"{sig['affected']}/{sig['replayed']}",
+                          _short(ex["old"]) + " → " + _short(ex["new"]))
+        console.print(table)
+        if len(summary["signatures"]) > top:
+            console.print(f"… and {len(summary['signatures']) - top} more in the report")
+    colour = "green" if summary["exit_code"] == 0 else "red" if summary["exit_code"] == 2 else "yellow"
+    console.print(f"[bold {colour}]{summary['verdict']}[/]")
+    if summary["usage"]["note"]:
+        console.print(f"[dim]{summary['usage']['note']}[/]")
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = orjson.dumps(value).decode()  # quoted strings: a type change must be visible
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rerender(run_dir: Path) -> dict[str, Path]:
+    """Write report.md and report.html again from summary.json and examples.json."""
+    from shadowdiff.errors import ReportError
+    from shadowdiff.report import write_reports
+    try:
+        summary = orjson.loads((run_dir / "summary.json").read_bytes())
+        examples_path = run_dir / "examples.json"
+        examples = orjson.loads(examples_path.read_bytes()) if examples_path.exists() else {}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ReportError(f"{run_dir}: cannot read the run's summary.json: {exc}") from exc
+    return write_reports(run_dir, summary, examples)

@@ -1,0 +1,180 @@
+"""The pipeline: capture -> replay -> judge -> tally -> rank -> report, for one run.
+
+`run()` is what the CLI and the demo call. I/O happens here and at the capture end; the
+stages in between are pure. An input error or a Ctrl-C stops the intake, never the
+bookkeeping: the report is still written for what was done, and says why it is partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shadowdiff import __version__
+from shadowdiff.capture import read_exchanges
+from shadowdiff.config import Config
+from shadowdiff.errors import CaptureError, ConfigError
+from shadowdiff.judge import judge, lifted_pair
+from shadowdiff.model import Exchange, Failure, Trial
+from shadowdiff.protocols.base import Protocol, Sender, protocol_for_url
+from shadowdiff.rank import Usage, capture_usage
+from shadowdiff.replay import ReplayPolicy, replay, select
+from shadowdiff.summary import build_summary
+from shadowdiff.tally import Tally
+
+ProgressFn = Callable[["RunState"], None]
+
+
+@dataclass
+class RunState:
+    """Live figures, for progress displays."""
+
+    started: float = field(default_factory=time.monotonic)
+    replayed: int = 0
+    skipped: int = 0
+    diverged: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.replayed / max(time.monotonic() - self.started, 1e-9)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced."""
+
+    summary: dict[str, Any]
+    out_dir: Path
+    paths: dict[str, Path]
+    exit_code: int
+
+
+def default_out_dir(base: str | Path = "reports") -> Path:
+    """reports/run-YYYYmmdd-HHMMSS (UTC), unique."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / f"run-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(base) / f"run-{stamp}-{n}"
+    return path
+
+
+def _guarded(paths: tuple[str, ...], state: RunState) -> Iterator[Exchange]:
+    """Exchanges from every capture; an input error ends intake and is recorded."""
+    for path in paths:
+        try:
+            yield from read_exchanges(path)
+        except CaptureError as exc:
+            state.errors.append(str(exc))
+            return
+
+
+def _protocol(config: Config) -> Protocol:
+    t = config.targets
+    if not t.old or not t.new:
+        raise ConfigError("both an old and a new target are needed (--old URL --new URL, "
+                          "or [targets] in the config)", key="targets")
+    protocol = protocol_for_url(t.old)
+    for url in (t.new, t.old_replica):
+        if url and protocol_for_url(url) is not protocol:
+            raise ConfigError(f"targets mix protocols ({t.old} and {url})", key="targets")
+    return protocol
+
+
+def _senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
+    t = config.targets
+    urls = {"old": t.old, "new": t.new, "old_replica": t.old_replica}
+    return {role: protocol.open_sender(url, config.replay) for role, url in urls.items() if url}
+
+
+class _Results:
+    """results.jsonl.gz: one line per judged exchange, written as it comes."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = gzip.open(path, "wb", compresslevel=1)
+
+    def write(self, trial: Trial, verdict: Any) -> None:
+        outcomes = {role: (o.kind if isinstance(o, Failure) else o.status)
+                    for role, o in trial.outcomes.items()}
+        self._f.write(orjson.dumps({
+            "id": trial.exchange.id, "endpoint": verdict.endpoint, "state": verdict.state,
+            "count": trial.exchange.count, "outcomes": outcomes,
+            "divergences": [[d.location, d.kind] for d in verdict.divergences],
+        }) + b"\n")
+
+    def close(self) -> None:
+        self._f.close()
+
+
+async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Protocol,
+                      tally: Tally, state: RunState, results: _Results,
+                      progress: ProgressFn | None) -> None:
+    policy = ReplayPolicy(methods=frozenset(config.replay.methods),
+                          concurrency=config.replay.concurrency, rate=config.replay.rate)
+
+    def on_skip(ex: Exchange, reason: str) -> None:
+        tally.add_skip(protocol.endpoint_key(ex.request), ex, reason)
+        state.skipped += ex.count
+
+    senders = _senders(protocol, config)
+    lift = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
+    try:
+        exchanges = select(_guarded(captures, state), policy, on_skip)
+        async for trial in replay(exchanges, senders, policy):
+            verdict = judge(trial, protocol, config)
+            tally.add(trial, verdict, lift)
+            results.write(trial, verdict)
+            state.replayed += 1
+            state.diverged += verdict.state == "diverged"
+            state.failed += verdict.state == "failed"
+            if progress is not None:
+                progress(state)
+    finally:
+        await asyncio.gather(*(s.close() for s in senders.values()))
+
+
+def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
+        usage: Usage | None = None, progress: ProgressFn | None = None) -> RunResult:
+    """Replay the captures to the configured targets and write the run directory."""
+    from shadowdiff.report import write_reports  # report pulls Jinja2; keep import local
+
+    protocol = _protocol(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tally, state = Tally(config.report), RunState()
+    started_at = dt.datetime.now(dt.timezone.utc)
+    results = _Results(out_dir / "results.jsonl.gz")
+    try:
+        _run_loop(_replay_all(captures, config, protocol, tally, state, results, progress))
+    except KeyboardInterrupt:
+        state.interrupted = True  # Ctrl-C: report what was done
+    finally:
+        results.close()
+    summary = build_summary(
+        tally, usage or capture_usage(tally), state, config=config, captures=captures,
+        started_at=started_at, version=__version__)
+    examples = tally.examples
+    (out_dir / "examples.json").write_bytes(orjson.dumps(examples, option=orjson.OPT_INDENT_2))
+    paths = write_reports(out_dir, summary, examples)
+    return RunResult(summary, out_dir, paths, summary["exit_code"])
+
+
+def _run_loop(coro: Any) -> None:
+    """asyncio.run on uvloop when it is installed (the `fast` extra): ~2x less loop overhead."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)

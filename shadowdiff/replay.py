@@ -1,0 +1,114 @@
+"""Replay: send each exchange to every role, concurrently, bounded and rate-limited.
+
+Safety lives here: only the methods the policy names are replayed (GET, HEAD and OPTIONS
+by default), and every skipped exchange is counted with its reason, never dropped silently.
+Exchanges stream through a bounded pool of workers, so memory stays flat however long the
+capture is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from shadowdiff.model import Exchange, Outcome, Trial
+from shadowdiff.protocols.base import Sender
+
+
+@dataclass(frozen=True)
+class ReplayPolicy:
+    """Which exchanges go out, and how fast."""
+
+    methods: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
+    concurrency: int = 32
+    rate: float = 0.0  # exchanges per second, 0 = unlimited
+
+
+def skip_reason(exchange: Exchange, policy: ReplayPolicy) -> str | None:
+    """Why an exchange must not be replayed, or None. Pure, so reports can explain it."""
+    if exchange.request.method.upper() not in policy.methods:
+        return f"method {exchange.request.method.upper()}"
+    if "incomplete" in exchange.marks:
+        return "incomplete capture"
+    return None
+
+
+def select(exchanges: Iterable[Exchange], policy: ReplayPolicy,
+           on_skip: Callable[[Exchange, str], None]) -> Iterator[Exchange]:
+    """The exchanges to replay; `on_skip` hears about each one left out and why."""
+    for ex in exchanges:
+        reason = skip_reason(ex, policy)
+        if reason is None:
+            yield ex
+        else:
+            on_skip(ex, reason)
+
+
+class RateLimiter:
+    """Spaces starts evenly at `rate` per second (no bursts: production-like pacing)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        start = max(now, self._next)
+        self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
+                 policy: ReplayPolicy) -> AsyncIterator[Trial]:
+    """Yield a Trial per exchange, in completion order.
+
+    Roles already observed in the capture (a live mirror records old and new) are not sent
+    again. The input iterator is read lazily from the event loop thread, a bounded number
+    of exchanges at a time.
+    """
+    results: asyncio.Queue[Trial | None] = asyncio.Queue(maxsize=policy.concurrency * 2)
+    source = iter(exchanges)
+    limiter = RateLimiter(policy.rate)
+    errors: list[BaseException] = []
+
+    async def worker() -> None:
+        try:
+            for ex in source:  # shared iterator: each worker pulls the next exchange
+                await limiter.wait()
+                await results.put(Trial(ex, await _send_all(ex, senders)))
+        except BaseException as exc:  # the reader's error must reach the caller
+            errors.append(exc)
+        finally:
+            await results.put(None)
+
+    workers = [asyncio.create_task(worker()) for _ in range(policy.concurrency)]
+    try:
+        live = len(workers)
+        while live:
+            item = await results.get()
+            if item is None:
+                live -= 1
+            else:
+                yield item
+        if errors:
+            raise errors[0]
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _send_all(ex: Exchange, senders: Mapping[str, Sender]) -> dict[str, Outcome]:
+    observed = dict(ex.observed)
+    roles = [role for role in senders if role not in observed]
+    if len(roles) == 1:
+        observed[roles[0]] = await senders[roles[0]].send(ex.request)
+    elif roles:
+        outcomes = await asyncio.gather(*(senders[r].send(ex.request) for r in roles))
+        observed.update(zip(roles, outcomes))
+    return observed

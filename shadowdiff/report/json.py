@@ -1,0 +1,204 @@
+"""summary.json: the machine-readable end of the report stage.
+
+The pipeline's rank stage builds the summary dict; this module checks it against the
+versioned schema (docs/report-schema.md), renders it, and reads it back so that
+`shadowdiff report RUN_DIR` can re-render the other formats from a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shadowdiff.errors import ReportError
+from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES
+
+#: The `schema` value every summary carries.
+SCHEMA = "shadowdiff-summary"
+
+#: The newest `schema_version` this code writes and reads. See the policy in
+#: docs/report-schema.md: additive changes keep it, anything else bumps it.
+SCHEMA_VERSION = 1
+
+
+def render_json(summary: Mapping[str, Any]) -> str:
+    """The text of summary.json: insertion order kept, indent 2, UTF-8, newline-terminated.
+
+    >>> render_json({"schema": "shadowdiff-summary"})
+    '{\\n  "schema": "shadowdiff-summary"\\n}\\n'
+    """
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON and would break strict readers (jq, JS)
+        return json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ReportError(f"summary is not plain JSON: {exc}") from exc
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """Load and validate a summary.json; raises ReportError naming the file and the problems."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ReportError(f"{path}: not valid JSON: {exc}") from exc
+    problems = validate_summary(obj)
+    if problems:
+        raise ReportError(f"{path}: not a valid summary: " + "; ".join(problems[:10]))
+    return obj  # type: ignore[no-any-return]
+
+
+# --- the schema, as data -------------------------------------------------------------
+#
+# A spec is one of: a Python type; a tuple of alternatives (None meaning null); a dict
+# (an object with those keys, extra keys allowed so additive changes stay compatible);
+# a one-item list (a list of that spec); a _Check; or an _Optional wrapper in a dict.
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A leaf spec with a predicate; `what` is what the error message says was expected."""
+
+    what: str
+    ok: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class _Optional:
+    """A key that may be absent (its value, when present, must match `spec`)."""
+
+    spec: Any
+
+
+def _is_number(v: Any) -> bool:
+    # bool is an int subclass, but `true` is never a count or a share
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_ANY = _Check("any JSON value", lambda v: True)
+_INT = _Check("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+_NUM = _Check("a number >= 0", lambda v: _is_number(v) and v >= 0)
+_SHARE = _Check("a number in 0..1", lambda v: _is_number(v) and 0 <= v <= 1)
+_OPT_NUM = _Check("a number >= 0 or null", lambda v: v is None or (_is_number(v) and v >= 0))
+_BOOL = _Check("true or false", lambda v: isinstance(v, bool))
+
+
+def _one_of(*values: Any) -> _Check:
+    return _Check("one of " + ", ".join(json.dumps(v) for v in values), lambda v: v in values)
+
+
+_LATENCY = {"old_p50": _OPT_NUM, "new_p50": _OPT_NUM, "old_p95": _OPT_NUM, "new_p95": _OPT_NUM}
+
+SUMMARY_SPEC: dict[str, Any] = {
+    "schema": _one_of(SCHEMA),
+    "schema_version": _INT,
+    "run": {
+        "id": str, "started_at": str, "finished_at": str, "duration_s": _NUM,
+        "shadowdiff_version": str, "captures": [str],
+        "targets": {"old": str, "new": str, "old_replica": (str, None)},
+        "config": (str, None), "interrupted": _BOOL, "errors": [str],
+    },
+    "totals": {
+        "exchanges": _INT, "replayed": _INT, "skipped": _INT,
+        "skipped_by_reason": _Check("an object of reason -> integer", lambda v: isinstance(v, dict)
+                                    and all(_INT.ok(n) for n in v.values())),
+        "identical": _INT, "diverged": _INT,
+        "failed": {"old": _INT, "new": _INT, "old_replica": _Optional(_INT)},
+        "noise_suppressed": _INT, "requests_per_s": _NUM,
+    },
+    "usage": {"source": _one_of("access_log", "capture"), "files": [str],
+              "requests": _INT, "malformed": _INT, "note": str},
+    "coverage": {"verified_share": _SHARE, "diverging_share": _SHARE, "untested_share": _SHARE},
+    "endpoints": [{
+        "endpoint": str, "replayed": _INT, "identical": _INT, "diverged": _INT, "failed": _INT,
+        "usage_share": _SHARE, "usage_requests": _INT, "latency_ms": _LATENCY,
+    }],
+    "signatures": [{
+        "rank": _INT, "key": str, "endpoint": str, "location": str,
+        "kind": _one_of(*DIVERGENCE_KINDS), "affected": _INT, "replayed": _INT,
+        "rate": _SHARE, "usage_share": _SHARE, "impact": _SHARE,
+        "example": {"exchange_id": str, "location": str, "old": _ANY, "new": _ANY},
+    }],
+    "uncovered": [{"endpoint": str, "requests": _INT, "usage_share": _SHARE}],
+    "failures": [{
+        "role": _one_of(*ROLES), "kind": _one_of(*FAILURE_KINDS), "count": _INT,
+        "endpoint": str, "example_exchange_id": str, "detail": str,
+    }],
+    "verdict": str,
+    "exit_code": _one_of(0, 1, 2),  # 2: an input error cut the run short
+}
+
+
+def validate_summary(obj: Any) -> list[str]:
+    """Problems that stop `obj` being a summary this version can read; [] when it is fine.
+
+    Each problem names where it is, e.g. `signatures[2].kind: expected one of ...`.
+
+    >>> validate_summary({"schema": "shadowdiff-summary"})[0]
+    'schema_version: missing'
+    """
+    problems: list[str] = []
+    _check(obj, SUMMARY_SPEC, "", problems)
+    if isinstance(obj, dict) and _INT.ok(obj.get("schema_version")):
+        if obj["schema_version"] > SCHEMA_VERSION:
+            problems.append(f"schema_version: {obj['schema_version']} is newer than this "
+                            f"shadowdiff reads ({SCHEMA_VERSION}); upgrade shadowdiff")
+    if isinstance(obj, dict) and isinstance(obj.get("signatures"), list):
+        problems.extend(_check_ranks(obj["signatures"]))
+    return problems
+
+
+def _check(value: Any, spec: Any, where: str, problems: list[str]) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            problems.append(f"{where or 'summary'}: expected an object, got {_type_name(value)}")
+            return
+        for key, sub in spec.items():
+            path = f"{where}.{key}" if where else key
+            if key in value:
+                _check(value[key], sub.spec if isinstance(sub, _Optional) else sub, path, problems)
+            elif not isinstance(sub, _Optional):
+                problems.append(f"{path}: missing")
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected a list, got {_type_name(value)}")
+            return
+        for i, item in enumerate(value):
+            _check(item, spec[0], f"{where}[{i}]", problems)
+    elif isinstance(spec, _Check):
+        if not spec.ok(value):
+            problems.append(f"{where}: expected {spec.what}, got {_short(value)}")
+    else:
+        allowed = spec if isinstance(spec, tuple) else (spec,)
+        types = tuple(type(None) if t is None else t for t in allowed)
+        if not isinstance(value, types):
+            names = " or ".join("null" if t is None else _TYPE_NAMES[t] for t in allowed)
+            problems.append(f"{where}: expected {names}, got {_type_name(value)}")
+
+
+def _check_ranks(signatures: list[Any]) -> list[str]:
+    """Ranks must read 1, 2, 3... in list order: the list is the ranking."""
+    ranks = [s.get("rank") for s in signatures if isinstance(s, dict)]
+    if ranks != list(range(1, len(ranks) + 1)):
+        return ["signatures: ranks must be 1, 2, 3... in list order"]
+    return []
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "an object", list: "a list"}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 40 else text[:39] + "…"

@@ -1,0 +1,245 @@
+"""report.md: the ranked divergences, short enough to paste in a ticket or a CI job summary.
+
+Report stage: reads only the summary dict (see docs/report-schema.md), never the captured
+exchanges, so it stays small. The value formatters here (`format_pct`, `format_value`)
+are shared with html.py so both reports print the same figures.
+
+Everything that comes from traffic (endpoints, locations, values) is put in code spans
+with table pipes escaped, so captured text can neither break a table nor inject markup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES
+
+#: Kinds whose `new` side does not exist: the example shows "(absent)" instead of null.
+_NEW_ABSENT = frozenset({"field_missing", "header_missing"})
+_OLD_ABSENT = frozenset({"field_added", "header_added"})
+
+_VOCABULARY = frozenset((*DIVERGENCE_KINDS, *FAILURE_KINDS, *ROLES))
+_TEXT_SPECIALS = re.compile(r"([\\`*_\[\]<>|~&#!])")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BACKTICKS = re.compile(r"`+")
+
+
+def render_markdown(
+    summary: Mapping[str, Any], *, max_signatures: int = 25, max_uncovered: int = 10
+) -> str:
+    """The text of report.md: deterministic for a given summary.
+
+    >>> render_markdown(summary).splitlines()[0]   # doctest: +SKIP
+    '# shadowdiff: 3 significant divergences'
+    """
+    sections = [
+        f"# shadowdiff: {md_text(summary['verdict'])}",
+        _run_line(summary),
+        _warnings(summary),
+        _totals_line(summary),
+        _coverage_line(summary),
+        _signatures_section(summary["signatures"], max_signatures),
+        _failures_section(summary["failures"]),
+        _uncovered_section(summary["uncovered"], max_uncovered),
+        _skipped_line(summary["totals"]),
+        _usage_line(summary["usage"]),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+# --- shared formatters ---------------------------------------------------------------
+
+
+def format_pct(share: float, digits: int = 1) -> str:
+    """A 0..1 share as a percentage; tiny non-zero shares say so instead of rounding to 0.
+
+    >>> format_pct(0.1234), format_pct(0.00001), format_pct(0)
+    ('12.3%', '<0.1%', '0%')
+    """
+    pct = share * 100
+    if pct == 0:
+        return "0%"
+    floor = 10.0**-digits
+    if pct < floor:
+        return f"<{floor:.{digits}f}%"
+    return f"{pct:.{digits}f}%"
+
+
+def format_value(value: Any, limit: int = 60) -> str:
+    """A JSON value on one line, truncated to `limit` characters with an ellipsis.
+
+    >>> format_value({"a": [1, 2]}), format_value("x" * 10, limit=5)
+    ('{"a":[1,2]}', '"xxx…')
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return truncate(text, limit)
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, the last being an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def example_sides(kind: str, example: Mapping[str, Any], limit: int = 60) -> tuple[str | None, str | None]:
+    """The example's old and new values formatted, None for a side that does not exist."""
+    old = None if kind in _OLD_ABSENT else format_value(example.get("old"), limit)
+    new = None if kind in _NEW_ABSENT else format_value(example.get("new"), limit)
+    return old, new
+
+
+# --- escaping ------------------------------------------------------------------------
+
+
+def md_text(text: str) -> str:
+    """Plain text made inert: Markdown/HTML punctuation backslash-escaped, one line."""
+    one_line = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", _NEWLINES.sub(" ", str(text)))
+    return _TEXT_SPECIALS.sub(r"\\\1", one_line)
+
+
+def md_code(text: str, limit: int = 80) -> str:
+    """`text` as an inline code span safe inside a table cell (newlines shown as ⏎)."""
+    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", _NEWLINES.sub("⏎", str(text)))
+    text = truncate(text, limit)
+    if not text:
+        return "*(empty)*"
+    # A fence one backtick longer than any run inside; pad when the content touches it.
+    fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    # GFM splits table cells before parsing code spans, so pipes need `\|` even here.
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def _word(text: str) -> str:
+    """A known vocabulary word (kind, role) as is; anything else escaped like text."""
+    return text if text in _VOCABULARY else md_text(text)
+
+
+def _table(header: Sequence[str], align: str, rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- sections ------------------------------------------------------------------------
+
+
+def _run_line(summary: Mapping[str, Any]) -> str:
+    run = summary["run"]
+    targets = run["targets"]
+    parts = [
+        f"Run {md_code(run['id'])}",
+        md_text(run["started_at"]),
+        f"{run['duration_s']:.1f} s",
+        f"old {md_code(targets['old'])} → new {md_code(targets['new'])}",
+    ]
+    if targets.get("old_replica"):
+        parts.append(f"old replica {md_code(targets['old_replica'])}")
+    return " · ".join(parts)
+
+
+def _warnings(summary: Mapping[str, Any]) -> str:
+    run = summary["run"]
+    lines = []
+    if run["interrupted"]:
+        lines.append("> **Interrupted**: the run stopped early; the figures cover what it did.")
+    if run["errors"]:
+        lines.append(f"> **Input errors** ({len(run['errors'])}); the run kept what it had done:")
+        lines += [f"> - {md_text(e)}" for e in run["errors"]]
+    return "\n".join(lines)
+
+
+def _totals_line(summary: Mapping[str, Any]) -> str:
+    t = summary["totals"]
+    # old_replica only when one was configured: "old replica 0" would suggest noise was measured
+    replica = summary["run"]["targets"].get("old_replica") is not None
+    failed = ", ".join(f"{role.replace('_', ' ')} {n:,}" for role, n in t["failed"].items()
+                       if role != "old_replica" or replica)
+    return (
+        f"**{t['replayed']:,}** replayed of {t['exchanges']:,} exchanges · "
+        f"{t['identical']:,} identical · **{t['diverged']:,} diverged** · failed: {failed} · "
+        f"{t['skipped']:,} skipped · {t['noise_suppressed']:,} noise-suppressed · "
+        f"{t['requests_per_s']:,.0f} req/s"
+    )
+
+
+def _coverage_line(summary: Mapping[str, Any]) -> str:
+    c = summary["coverage"]
+    return (
+        f"Production traffic: **{format_pct(c['verified_share'])}** verified identical · "
+        f"**{format_pct(c['diverging_share'])}** diverging · "
+        f"**{format_pct(c['untested_share'])}** untested"
+    )
+
+
+def _signatures_section(signatures: Sequence[Mapping[str, Any]], limit: int) -> str:
+    if not signatures:
+        return "## Divergences\n\nNo divergences: every replayed response matched."
+    rows = [_signature_row(s) for s in signatures[:limit]]
+    table = _table(
+        ["#", "impact", "endpoint", "location", "kind", "affected", "usage", "example (old → new)"],
+        ["--:", "--:", "---", "---", "---", "--:", "--:", "---"],
+        rows,
+    )
+    more = len(signatures) - limit
+    tail = f"\n\n…and {more:,} more in summary.json and report.html." if more > 0 else ""
+    return f"## Divergences, ranked by impact\n\n{table}{tail}"
+
+
+def _signature_row(s: Mapping[str, Any]) -> list[str]:
+    old, new = example_sides(s["kind"], s["example"], limit=40)
+    example = " → ".join("*(absent)*" if v is None else md_code(v) for v in (old, new))
+    return [
+        str(s["rank"]),
+        format_pct(s["impact"], 2),
+        md_code(s["endpoint"]),
+        md_code(s["location"]),
+        _word(s["kind"]),
+        f"{s['affected']:,}/{s['replayed']:,} ({format_pct(s['rate'])})",
+        format_pct(s["usage_share"]),
+        example,
+    ]
+
+
+def _failures_section(failures: Sequence[Mapping[str, Any]]) -> str:
+    if not failures:
+        return ""
+    rows = [
+        [_word(f["role"]), _word(f["kind"]), f"{f['count']:,}", md_code(f["endpoint"]),
+         md_code(f["example_exchange_id"]), md_code(f["detail"], limit=60)]
+        for f in failures
+    ]
+    header = ["role", "kind", "count", "endpoint", "example", "detail"]
+    return "## Failures\n\n" + _table(header, ["---", "---", "--:", "---", "---", "---"], rows)
+
+
+def _uncovered_section(uncovered: Sequence[Mapping[str, Any]], limit: int) -> str:
+    if not uncovered:
+        return ""
+    rows = [[md_code(u["endpoint"]), f"{u['requests']:,}", format_pct(u["usage_share"])]
+            for u in uncovered[:limit]]
+    table = _table(["endpoint", "requests", "usage"], ["---", "--:", "--:"], rows)
+    more = len(uncovered) - limit
+    tail = f"\n\n…and {more:,} more." if more > 0 else ""
+    return f"## Busiest endpoints never replayed (untested, not identical)\n\n{table}{tail}"
+
+
+def _skipped_line(totals: Mapping[str, Any]) -> str:
+    reasons = sorted(totals["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+    if not reasons:
+        return ""
+    return "Skipped, not replayed: " + " · ".join(f"{md_text(r)} {n:,}" for r, n in reasons)
+
+
+def _usage_line(usage: Mapping[str, Any]) -> str:
+    where = "access logs" if usage["source"] == "access_log" else "the capture"
+    line = f"Usage from {where}: {usage['requests']:,} requests"
+    if usage["files"]:
+        line += " in " + ", ".join(md_code(f) for f in usage["files"])
+    if usage["malformed"]:
+        line += f" ({usage['malformed']:,} malformed lines skipped)"
+    note = f" {md_text(usage['note'])}" if usage["note"] else ""
+    return f"{line}.{note}"
