@@ -114,8 +114,8 @@ _RSS_WRAPPER = (
 )
 
 
-def shadowdiff_run(capture: Path, old: str, new: str, out: Path) -> tuple[float, float, int]:
-    """(pairs/s, peak RSS MB, replayed) of one `shadowdiff run` in a child process."""
+def shadowdiff_run(capture: Path, old: str, new: str, out: Path) -> tuple[float, float, dict]:
+    """(pairs/s, peak RSS MB, summary) of one `shadowdiff run` in a child process."""
     cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), "--old", old, "--new", new,
            "--out", str(out), "--quiet", "--concurrency", "64"]
     start = time.perf_counter()
@@ -125,8 +125,19 @@ def shadowdiff_run(capture: Path, old: str, new: str, out: Path) -> tuple[float,
         raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rss_kb = int(re.findall(r"^RSS (\d+)$", proc.stderr, re.M)[-1])
     summary = json.loads((out / "summary.json").read_text())
-    replayed = summary["totals"]["replayed"]
-    return replayed / elapsed, rss_kb / 1024.0, replayed
+    return summary["totals"]["replayed"] / elapsed, rss_kb / 1024.0, summary
+
+
+def check(summary: dict, n: int, kind: str) -> None:
+    """A benchmark that measured the wrong thing is worse than none: check the verdicts."""
+    totals = summary["totals"]
+    assert totals["replayed"] == n, totals
+    if kind == "same":
+        assert totals["identical"] == n and not summary["signatures"], totals
+    else:
+        found = {(s["location"], s["kind"], s["affected"]) for s in summary["signatures"]}
+        assert found == {("body.items[*].price", "value_changed", n),
+                         ("body.meta.currency", "value_changed", n)}, found
 
 
 def main() -> None:
@@ -138,6 +149,7 @@ def main() -> None:
     if not shutil.which("nginx"):
         raise SystemExit("benchmarks/replay.py needs nginx (apt-get install nginx-light)")
     work = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
+    work.chmod(0o755)  # nginx's workers run as an unprivileged user and must read the files
     procs = []
     try:
         old_proc, old = start_nginx(work, "old")
@@ -150,8 +162,8 @@ def main() -> None:
                                ("differing", args.diff, "diff")):
             cap = work / f"{kind}-{n}.jsonl"
             make_capture(cap, n, kind)
-            rate, rss, replayed = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}")
-            assert replayed == n, (replayed, n)
+            rate, rss, summary = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}")
+            check(summary, n, kind)
             rows.append((label, n, rate, rss))
         print(f"{'pairs':>10} {'exchanges':>10} {'pairs/s':>10} {'req/s':>10} {'vs wrk':>7} {'peak RSS':>9}")
         for label, n, rate, rss in rows:

@@ -61,6 +61,7 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
         host_header=flags.get("host_header") or r.host_header,
         headers=r.headers + tuple(_parse_header(h) for h in flags.get("header") or ()),
         max_body_bytes=flags.get("max_body_bytes") or r.max_body_bytes,
+        client=flags.get("client") or r.client,
     ))
     report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
     return replace(config, targets=targets, replay=replay_cfg, report=report_cfg)
@@ -85,6 +86,8 @@ _RUN_OPTIONS = [
     click.option("--header", multiple=True, metavar="'NAME: VALUE'",
                  help="Set a header on every replayed request (e.g. a staging token)."),
     click.option("--max-body-bytes", type=click.IntRange(min=1), help="Larger bodies are a too_large failure [10 MiB]."),
+    click.option("--client", type=click.Choice(["fast", "aiohttp"]),
+                 help="HTTP client: llhttp on bare asyncio (fast) or aiohttp [fast]."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
 ]

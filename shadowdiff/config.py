@@ -16,6 +16,7 @@ from typing import Any
 from shadowdiff.errors import ConfigError
 from shadowdiff.normalize import DEFAULT_IGNORE_HEADERS, Mask, Rules, compile_path
 
+CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
 SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
 SECRET_HEADERS: tuple[str, ...] = (
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token",
@@ -42,6 +43,7 @@ class ReplayConfig:
     host_header: str = "original"           # "original" | "target" | a literal host
     headers: tuple[tuple[str, str], ...] = ()   # set on every replayed request
     max_body_bytes: int = 10 * 1024 * 1024
+    client: str = "fast"                     # "fast" (fast) | "aiohttp"
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ def _targets(table: Any, src: str) -> Targets:
 def _replay(table: Any, src: str) -> ReplayConfig:
     p = "replay."
     _check_keys(table, {"concurrency", "rate", "timeout_s", "methods", "host_header", "headers",
-                        "max_body_bytes"}, p, src)
+                        "max_body_bytes", "client"}, p, src)
     base = ReplayConfig()
     headers = _typed(table, "headers", dict, p, src, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -201,6 +203,7 @@ def _replay(table: Any, src: str) -> ReplayConfig:
         host_header=_typed(table, "host_header", str, p, src, base.host_header),
         headers=tuple(headers.items()),
         max_body_bytes=_typed(table, "max_body_bytes", int, p, src, base.max_body_bytes),
+        client=_typed(table, "client", str, p, src, base.client),
     )
     return check_replay(cfg, src)
 
@@ -213,6 +216,8 @@ def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
         raise ConfigError("must be 0 (unlimited) or positive", path=src, key="replay.rate")
     if cfg.timeout_s <= 0:
         raise ConfigError("must be positive", path=src, key="replay.timeout_s")
+    if cfg.client not in CLIENTS:
+        raise ConfigError(f"must be one of {', '.join(CLIENTS)}", path=src, key="replay.client")
     if cfg.max_body_bytes < 1:
         raise ConfigError("must be positive", path=src, key="replay.max_body_bytes")
     return cfg

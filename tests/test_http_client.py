@@ -1,9 +1,11 @@
-"""The aiohttp sender against real loopback peers: every fault becomes a Failure."""
+"""Both HTTP senders against real loopback peers: every fault becomes a Failure."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+
+import pytest
 
 from aiohttp import web
 
@@ -11,12 +13,20 @@ from servers import raw_server, refused_url, serve_app
 from factories import make_request
 from shadowdiff.config import ReplayConfig
 from shadowdiff.model import Failure, Response
-from shadowdiff.protocols.http_client import AiohttpSender
+from shadowdiff.protocols.http import PROTOCOL
+
+
+@pytest.fixture(params=["fast", "aiohttp"], autouse=True)
+def client(request):
+    global CLIENT
+    CLIENT = request.param
+    return request.param
 
 
 def send(url: str, request=None, **options) -> Response | Failure:
     async def go():
-        sender = AiohttpSender(url, ReplayConfig(**{"timeout_s": 0.5, **options}))
+        sender = PROTOCOL.open_sender(url, ReplayConfig(**{"timeout_s": 0.5, "client": CLIENT,
+                                                           **options}))
         try:
             return await sender.send(request or make_request())
         finally:
@@ -125,6 +135,37 @@ def test_garbage_reply_is_invalid():
     with raw_server("garbage") as url:
         resp = send(url)
     assert isinstance(resp, Failure) and resp.kind == "invalid", resp
+
+
+def test_keep_alive_connections_are_reused():
+    import orjson
+    ports = set()
+
+    def app() -> web.Application:
+        async def peer(request: web.Request) -> web.Response:
+            ports.add(request.transport.get_extra_info("peername")[1])
+            return web.json_response({})
+        a = web.Application()
+        a.router.add_get("/p", peer)
+        return a
+
+    async def go(url):
+        sender = PROTOCOL.open_sender(url, ReplayConfig(concurrency=2, client=CLIENT))
+        try:
+            for _ in range(20):
+                assert (await sender.send(make_request(target="/p"))).status == 200
+        finally:
+            await sender.close()
+
+    with serve_app(app) as url:
+        asyncio.run(go(url))
+    assert len(ports) == 1
+
+
+def test_head_response_has_no_body_and_does_not_break_the_connection():
+    with serve_app(echo_app) as url:
+        first = send(url, make_request("HEAD", "/gz"))
+    assert isinstance(first, Response) and first.status == 200 and first.body == b""
 
 
 def test_truncated_body_is_a_failure():

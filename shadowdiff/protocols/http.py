@@ -20,6 +20,12 @@ from shadowdiff.protocols.base import Sender, Tree
 _JSON_TYPE = re.compile(r"^application/(.+\+)?json|^text/json", re.I)
 _TEXT_TYPE = re.compile(r"^text/|^application/(.+\+)?xml|^application/(x-)?javascript|"
                         r"^application/x-www-form-urlencoded", re.I)
+# Hop-by-hop headers describe the captured connection, not the request (RFC 9110 7.6.1);
+# Content-Length is recomputed from the body we send.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "content-length", "expect",
+})
 _CHARSET = re.compile(r"charset=\"?([\w.:-]+)", re.I)
 
 
@@ -99,9 +105,12 @@ class HttpProtocol:
         return {"status": response.status, "header": headers, "body": body}
 
     def open_sender(self, target: str, options: Any) -> Sender:
-        """An aiohttp connection pool to `target`."""
-        from shadowdiff.protocols.http_client import AiohttpSender
-        return AiohttpSender(target, options)
+        """A keep-alive pool to `target`: `fast` (default) or `aiohttp` (the `client` option)."""
+        if getattr(options, "client", "fast") == "aiohttp":
+            from shadowdiff.protocols.http_client import AiohttpSender
+            return AiohttpSender(target, options)
+        from shadowdiff.protocols.http_fast import FastSender
+        return FastSender(target, options)
 
 
 PROTOCOL = HttpProtocol()

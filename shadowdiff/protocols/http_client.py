@@ -17,13 +17,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from shadowdiff.model import Failure, Outcome, Request, Response
+from shadowdiff.protocols.http import HOP_BY_HOP
 
-# Hop-by-hop headers describe the captured connection, not the request (RFC 9110 7.6.1);
-# Content-Length is recomputed from the body we send.
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "content-length", "expect",
-})
 # Don't let aiohttp invent headers the client never sent: the servers may vary on them.
 _SKIP_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
@@ -51,7 +46,7 @@ class AiohttpSender:
 
     def _headers(self, request: Request) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict(
-            (k, v) for k, v in request.headers if k.lower() not in _HOP_BY_HOP)
+            (k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP)
         mode = self.options.host_header
         if mode == "target" or (mode == "original" and "host" not in headers):
             headers["Host"] = self.netloc
