@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +33,7 @@ _FILTER_OPTIONS = [
                  help="Capture file to write (.jsonl, or .jsonl.gz to compress)."),
     click.option("--method", "methods", multiple=True, help="Keep only these methods (repeatable)."),
     click.option("--host", "hosts", multiple=True, help="Keep only these Host values (repeatable)."),
-    click.option("--path-regex", help="Keep only targets matching this regex."),
+    click.option("--path-regex", help="Keep only requests whose path (without the query) matches this regex."),
     click.option("--since", help="Keep exchanges seen at or after this ISO time."),
     click.option("--until", help="Keep exchanges seen before this ISO time."),
     click.option("--sample", type=click.FloatRange(0, 1, min_open=True),
@@ -47,12 +46,11 @@ def _filter(methods: tuple[str, ...], hosts: tuple[str, ...], path_regex: str | 
             since: str | None, until: str | None, sample: float | None, dedupe: bool) -> Any:
     from shadowdiff.capture.filters import Filter
     try:
-        regex = re.compile(path_regex) if path_regex else None
-    except re.error as exc:
-        raise click.BadParameter(f"invalid regex: {exc}", param_hint="--path-regex") from exc
-    return Filter(methods=frozenset(m.upper() for m in methods) or None,
-                  hosts=frozenset(h.lower() for h in hosts) or None, path_regex=regex,
-                  since=_parse_time(since), until=_parse_time(until), sample=sample, dedupe=dedupe)
+        return Filter.build(methods=methods, hosts=hosts, path_regex=path_regex,
+                            since=_parse_time(since), until=_parse_time(until), sample=sample,
+                            dedupe=dedupe)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--path-regex") from exc
 
 
 @main.group()

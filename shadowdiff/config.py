@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from shadowdiff.errors import ConfigError
-from shadowdiff.normalize import DEFAULT_IGNORE_HEADERS, Mask, Rules, compile_path
+from shadowdiff.normalize import DEFAULT_IGNORE_HEADERS, Mask, Rules
+from shadowdiff.paths import compile_path
 
 CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
 SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")

@@ -203,7 +203,7 @@ def test_validate_names_each_missing_top_level_key(summary: dict[str, Any], key:
         (("run", "captures"), "one.jsonl", "run.captures: expected a list"),
         (("endpoints", 0, "latency_ms", "new_p95"), "slow",
          "endpoints[0].latency_ms.new_p95: expected a number"),
-        (("exit_code",), 2, "exit_code: expected one of 0, 1"),
+        (("exit_code",), 3, "exit_code: expected one of 0, 1, 2"),
         (("schema",), "other", "schema: expected one of"),
     ],
 )
