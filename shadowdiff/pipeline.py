@@ -24,7 +24,7 @@ from shadowdiff.config import Config
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.judge import judge, lifted_pair
 from shadowdiff.model import Exchange, Failure, Trial
-from shadowdiff.protocols.base import Protocol, Sender, protocol_for_url
+from shadowdiff.protocols.base import Protocol, Sender, get_protocol, protocol_for_url
 from shadowdiff.rank import Usage, capture_usage
 from shadowdiff.replay import ReplayPolicy, replay, select
 from shadowdiff.summary import build_summary
@@ -83,9 +83,13 @@ def _guarded(paths: tuple[str, ...], state: RunState) -> Iterator[Exchange]:
 
 def _protocol(config: Config) -> Protocol:
     t = config.targets
+    if not t.old and not t.new:
+        # A mirrored capture already holds old's and new's answers: nothing to send.
+        return get_protocol("http")
     if not t.old or not t.new:
         raise ConfigError("both an old and a new target are needed (--old URL --new URL, "
-                          "or [targets] in the config)", key="targets")
+                          "or [targets] in the config); give neither to diff a mirrored "
+                          "capture as recorded", key="targets")
     protocol = protocol_for_url(t.old)
     for url in (t.new, t.old_replica):
         if url and protocol_for_url(url) is not protocol:
@@ -129,9 +133,10 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
         state.skipped += ex.count
 
     senders = _senders(protocol, config)
+    needed = {"old", "new"} - set(senders)
     lift = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
     try:
-        exchanges = select(_guarded(captures, state), policy, on_skip)
+        exchanges = select(_guarded(captures, state), policy, on_skip, observed=needed)
         async for trial in replay(exchanges, senders, policy):
             verdict = judge(trial, protocol, config)
             tally.add(trial, verdict, lift)
@@ -143,6 +148,9 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
                 progress(state)
     finally:
         await asyncio.gather(*(s.close() for s in senders.values()))
+    if needed and not state.replayed and state.skipped and not state.errors:
+        state.errors.append("no --old/--new targets were given and the capture holds no "
+                            "recorded old/new answers (as a live mirror writes): nothing to compare")
 
 
 def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,

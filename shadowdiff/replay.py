@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from shadowdiff.model import Exchange, Outcome, Trial
@@ -26,9 +26,17 @@ class ReplayPolicy:
     rate: float = 0.0  # exchanges per second, 0 = unlimited
 
 
-def skip_reason(exchange: Exchange, policy: ReplayPolicy) -> str | None:
-    """Why an exchange must not be replayed, or None. Pure, so reports can explain it."""
+def skip_reason(exchange: Exchange, policy: ReplayPolicy,
+                observed: Collection[str] = ()) -> str | None:
+    """Why an exchange must not be replayed, or None. Pure, so reports can explain it.
+
+    `observed` names roles that have no target: the capture must already hold their outcome.
+    """
+    if observed and not set(observed) <= {role for role, _ in exchange.observed}:
+        return f"no recorded outcome for {'/'.join(sorted(observed))} and no target to send to"
     if exchange.request.method.upper() not in policy.methods:
+        if {"old", "new"} <= {role for role, _ in exchange.observed}:
+            return None  # both answers were recorded live: judging them sends nothing
         return f"method {exchange.request.method.upper()}"
     if "incomplete" in exchange.marks:
         return "incomplete capture"
@@ -36,10 +44,11 @@ def skip_reason(exchange: Exchange, policy: ReplayPolicy) -> str | None:
 
 
 def select(exchanges: Iterable[Exchange], policy: ReplayPolicy,
-           on_skip: Callable[[Exchange, str], None]) -> Iterator[Exchange]:
+           on_skip: Callable[[Exchange, str], None],
+           observed: Collection[str] = ()) -> Iterator[Exchange]:
     """The exchanges to replay; `on_skip` hears about each one left out and why."""
     for ex in exchanges:
-        reason = skip_reason(ex, policy)
+        reason = skip_reason(ex, policy, observed)
         if reason is None:
             yield ex
         else:

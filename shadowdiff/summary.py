@@ -49,7 +49,8 @@ def _verdict(totals: dict[str, Any], signatures: list[Any], state: Any) -> tuple
     if totals["replayed"] and totals["failed_both"] == totals["replayed"]:
         return "nothing verified: every replayed request failed on both old and new", EXIT_DIVERGED
     if not totals["replayed"]:
-        return "nothing replayed: no exchange passed the replay policy", EXIT_CLEAN
+        return ("nothing verified: no exchange was replayed (see the skipped counts)",
+                EXIT_DIVERGED)
     return f"no divergence in {totals['replayed']} replayed exchanges", EXIT_CLEAN
 
 

@@ -205,8 +205,15 @@ def test_unknown_capture_format(tmp_path):
 
 
 def test_missing_targets_is_a_usage_error(tmp_path, capture):
-    result = CliRunner().invoke(main, ["run", str(capture), "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(main, ["run", str(capture), "--old", "http://127.0.0.1:9",
+                                       "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "old and a new target" in result.output
+
+
+def test_no_targets_and_nothing_recorded_is_an_input_error(tmp_path, capture):
+    result = CliRunner().invoke(main, ["run", str(capture), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "no --old/--new targets were given" in result.output
 
 
 def test_every_command_has_help():

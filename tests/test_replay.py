@@ -124,3 +124,41 @@ def test_an_input_error_reaches_the_caller_after_the_good_exchanges():
         with pytest.raises(CaptureError, match="x.jsonl:line 3"):
             asyncio.run(go(url))
     assert [t.exchange.request.target for t in seen] == ["/e/1"]
+
+
+def _mirrored(method: str, roles=("old", "new")):
+    ex = make_exchange(method, "/m/1")
+    outcomes = tuple((r, make_response()) for r in roles)
+    return type(ex)(**{**{f: getattr(ex, f) for f in ex.__dataclass_fields__}, "observed": outcomes})
+
+
+def test_mirrored_exchanges_need_no_target_and_send_nothing():
+    policy = ReplayPolicy()
+    assert skip_reason(_mirrored("GET"), policy, observed={"old", "new"}) is None
+    # a POST answered live by both systems is judged, since judging it sends nothing
+    assert skip_reason(_mirrored("POST"), policy, observed={"old", "new"}) is None
+    reason = skip_reason(_mirrored("GET", roles=("old",)), policy, observed={"old", "new"})
+    assert reason == "no recorded outcome for new/old and no target to send to"
+    assert skip_reason(make_exchange("GET"), policy, observed={"old", "new"}) is not None
+
+
+def test_a_mirrored_capture_is_judged_without_replaying(tmp_path):
+    import orjson
+    from click.testing import CliRunner
+    from shadowdiff.capture.jsonl import write_capture
+    from shadowdiff.cli import main
+
+    same = make_response(200, b'{"a": 1}')
+    changed = make_response(200, b'{"a": 2}')
+    base = make_exchange("GET", "/m/1")
+    fields = {f: getattr(base, f) for f in base.__dataclass_fields__}
+    exchanges = [type(base)(**{**fields, "id": f"m-{i}",
+                               "observed": (("old", same), ("new", changed if i % 2 else same))})
+                 for i in range(10)]
+    path = tmp_path / "mirror.jsonl"
+    write_capture(path, exchanges)
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "r"), "--quiet"])
+    assert result.exit_code == 1, result.output
+    summary = orjson.loads((tmp_path / "r" / "summary.json").read_bytes())
+    assert summary["totals"]["replayed"] == 10 and summary["totals"]["diverged"] == 5
+    assert summary["signatures"][0]["location"] == "body.a"

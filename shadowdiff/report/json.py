@@ -100,7 +100,7 @@ SUMMARY_SPEC: dict[str, Any] = {
     "run": {
         "id": str, "started_at": str, "finished_at": str, "duration_s": _NUM,
         "shadowdiff_version": str, "captures": [str],
-        "targets": {"old": str, "new": str, "old_replica": (str, None)},
+        "targets": {"old": (str, None), "new": (str, None), "old_replica": (str, None)},
         "config": (str, None), "interrupted": _BOOL, "errors": [str],
     },
     "totals": {
