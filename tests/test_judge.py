@@ -1,0 +1,74 @@
+"""Judging one trial: fast path, failures on one or both sides, the old replica's mask."""
+
+from __future__ import annotations
+
+from factories import make_exchange, make_response
+from shadowdiff.config import Config, config_from_dict
+from shadowdiff.judge import judge
+from shadowdiff.model import Failure, Trial
+from shadowdiff.protocols.http import PROTOCOL
+
+
+def trial(old, new, replica=None, target="/users/7"):
+    outcomes = {"old": old, "new": new}
+    if replica is not None:
+        outcomes["old_replica"] = replica
+    return Trial(make_exchange(target=target), outcomes)
+
+
+def test_identical_bytes_take_the_fast_path_and_still_compare_headers():
+    body = b'{"a": 1}'
+    v = judge(trial(make_response(body=body), make_response(body=body, headers=(
+        ("Content-Type", "application/json"), ("Cache-Control", "no-store")))), PROTOCOL, Config())
+    assert v.state == "diverged"
+    assert [(d.location, d.kind) for d in v.divergences] == [("header.cache-control", "header_added")]
+    assert v.endpoint == "GET /users/{id}"
+
+
+def test_same_json_different_bytes_is_identical():
+    v = judge(trial(make_response(body=b'{"a": 1, "b": 2}'),
+                    make_response(body=b'{ "b": 2,\n "a": 1 }')), PROTOCOL, Config())
+    assert v.state == "identical" and v.divergences == ()
+
+
+def test_failure_on_one_side_is_a_divergence():
+    v = judge(trial(make_response(200), Failure("timeout", "slow")), PROTOCOL, Config())
+    assert v.state == "diverged"
+    (d,) = v.divergences
+    assert (d.location, d.kind, d.old, d.new) == ("outcome", "failure", "status 200", "timeout")
+
+
+def test_same_failure_on_both_sides_verifies_nothing():
+    v = judge(trial(Failure("refused"), Failure("refused")), PROTOCOL, Config())
+    assert v.state == "failed" and v.divergences == ()
+
+
+def test_different_failures_diverge():
+    v = judge(trial(Failure("refused"), Failure("timeout")), PROTOCOL, Config())
+    assert v.state == "diverged" and v.divergences[0].new == "timeout"
+
+
+def test_rules_come_from_the_endpoint():
+    cfg = config_from_dict({"endpoint": [{"match": "GET /users/{id}", "ignore_paths": ["body.seen"]}]})
+    v = judge(trial(make_response(body=b'{"seen": 1}'), make_response(body=b'{"seen": 2}')),
+              PROTOCOL, cfg)
+    assert v.state == "identical"
+    v = judge(trial(make_response(body=b'{"seen": 1}'), make_response(body=b'{"seen": 2}'),
+                    target="/orders/1"), PROTOCOL, cfg)
+    assert v.state == "diverged"
+
+
+def test_the_old_replica_masks_what_old_disagrees_with_itself_about():
+    old = make_response(body=b'{"nonce": "a1", "price": 10}')
+    replica = make_response(body=b'{"nonce": "b2", "price": 10}')
+    new = make_response(body=b'{"nonce": "c3", "price": 12}')
+    v = judge(trial(old, new, replica), PROTOCOL, Config())
+    assert [(d.location, d.kind) for d in v.divergences] == [("body.price", "value_changed")]
+    assert [d.location for d in v.suppressed] == ["body.nonce"]
+
+
+def test_only_noise_means_identical():
+    old = make_response(body=b'{"nonce": "a1"}')
+    v = judge(trial(old, make_response(body=b'{"nonce": "c3"}'),
+                    make_response(body=b'{"nonce": "b2"}')), PROTOCOL, Config())
+    assert v.state == "identical" and len(v.suppressed) == 1
