@@ -16,6 +16,7 @@ from rich.text import Text
 from shadowdiff.config import Config
 from shadowdiff.pipeline import RunState, default_out_dir, run
 from shadowdiff.rank import Usage
+from shadowdiff.report.markdown import example_sides
 
 _REFRESH_S = 0.2  # redraw at most 5 times a second: a redraw per exchange would cost more than the replay
 
@@ -71,7 +72,7 @@ def print_summary(summary: dict[str, Any], paths: dict[str, Path], console: Cons
     t = summary["totals"]
     console.print(f"[bold]{t['replayed']}[/] replayed, {t['identical']} identical, "
                   f"[yellow]{t['diverged']}[/] diverged, {t['failed_both']} failed on both, "
-                  f"{t['skipped']} skipped ({t['requests_per_s']:,.0f} exchanges/s)")
+                  f"{t['skipped']} skipped ({t['exchanges_per_s']:,.0f} exchanges/s)")
     if summary["signatures"]:
         table = Table(title=f"Top divergences, ranked by impact ({summary['usage']['source']})")
         for col, justify in (("#", "right"), ("impact", "right"), ("endpoint", "left"),
@@ -79,10 +80,10 @@ def print_summary(summary: dict[str, Any], paths: dict[str, Path], console: Cons
                              ("example", "left")):
             table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for sig in summary["signatures"][:top]:
-            ex = sig["example"]
+            old, new = example_sides(sig["kind"], sig["example"], limit=40)
             table.add_row(str(sig["rank"]), f"{sig['impact']:.2%}", sig["endpoint"],
                           sig["location"], sig["kind"], f"{sig['affected']}/{sig['replayed']}",
-                          _short(ex["old"]) + " → " + _short(ex["new"]))
+                          f"{old or '(absent)'} → {new or '(absent)'}")
         console.print(table)
         if len(summary["signatures"]) > top:
             console.print(f"… and {len(summary['signatures']) - top} more in the report")
@@ -92,12 +93,6 @@ def print_summary(summary: dict[str, Any], paths: dict[str, Path], console: Cons
         console.print(f"[dim]{summary['usage']['note']}[/]")
     for name, path in paths.items():
         console.print(f"{name}: {path}")
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = orjson.dumps(value).decode()  # quoted strings: a type change must be visible
-    text = text.replace("\n", "⏎")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def rerender(run_dir: Path) -> dict[str, Path]:

@@ -36,7 +36,7 @@ def _totals(tally: Tally, state: Any) -> dict[str, Any]:
         "failed_both": sum(e.failed for e in eps),
         "failed": failed,
         "noise_suppressed": tally.noise_suppressed,
-        "requests_per_s": round(state.rate, 1),
+        "exchanges_per_s": round(state.rate, 1),
     }
 
 

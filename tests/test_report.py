@@ -84,7 +84,7 @@ def make_summary() -> dict[str, Any]:
             "exchanges": 300, "replayed": 260, "skipped": 40,
             "skipped_by_reason": {"method POST": 31, "method DELETE": 9},
             "identical": 95, "diverged": 160, "failed": {"old": 0, "new": 5, "old_replica": 0},
-            "noise_suppressed": 12, "requests_per_s": 21.2,
+            "noise_suppressed": 12, "exchanges_per_s": 21.2,
         },
         "usage": {"source": "access_log", "files": ["logs/access.log"], "requests": 100000,
                   "malformed": 3, "note": ""},
@@ -177,7 +177,7 @@ def test_render_json_round_trips_keeping_key_order(summary: dict[str, Any]) -> N
 
 
 def test_render_json_refuses_values_json_cannot_carry(summary: dict[str, Any]) -> None:
-    summary["totals"]["requests_per_s"] = float("nan")
+    summary["totals"]["exchanges_per_s"] = float("nan")
     with pytest.raises(ReportError, match="not plain JSON"):
         render_json(summary)
 

@@ -109,7 +109,7 @@ SUMMARY_SPEC: dict[str, Any] = {
                                     and all(_INT.ok(n) for n in v.values())),
         "identical": _INT, "diverged": _INT,
         "failed": {"old": _INT, "new": _INT, "old_replica": _Optional(_INT)},
-        "noise_suppressed": _INT, "requests_per_s": _NUM,
+        "noise_suppressed": _INT, "exchanges_per_s": _NUM,
     },
     "usage": {"source": _one_of("access_log", "capture"), "files": [str],
               "requests": _INT, "malformed": _INT, "note": str},

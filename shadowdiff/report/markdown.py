@@ -86,9 +86,28 @@ def truncate(text: str, limit: int) -> str:
 
 def example_sides(kind: str, example: Mapping[str, Any], limit: int = 60) -> tuple[str | None, str | None]:
     """The example's old and new values formatted, None for a side that does not exist."""
-    old = None if kind in _OLD_ABSENT else format_value(example.get("old"), limit)
-    new = None if kind in _NEW_ABSENT else format_value(example.get("new"), limit)
+    old_value, new_value = differing_window(example.get("old"), example.get("new"))
+    old = None if kind in _OLD_ABSENT else format_value(old_value, limit)
+    new = None if kind in _NEW_ABSENT else format_value(new_value, limit)
     return old, new
+
+
+def differing_window(old: Any, new: Any, context: int = 12) -> tuple[Any, Any]:
+    """Two strings with their long common prefix elided, so a cut excerpt still shows the change.
+
+    >>> differing_window("line 6: Free shipping over 50", "line 6: Free shipping over 40")
+    ('…ipping over 50', '…ipping over 40')
+    """
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return old, new
+    common = 0
+    for a, b in zip(old, new):
+        if a != b:
+            break
+        common += 1
+    if common <= context:
+        return old, new
+    return "…" + old[common - context:], "…" + new[common - context:]
 
 
 # --- escaping ------------------------------------------------------------------------
@@ -162,7 +181,7 @@ def _totals_line(summary: Mapping[str, Any]) -> str:
         f"**{t['replayed']:,}** replayed of {t['exchanges']:,} exchanges · "
         f"{t['identical']:,} identical · **{t['diverged']:,} diverged** · failed: {failed} · "
         f"{t['skipped']:,} skipped · {t['noise_suppressed']:,} noise-suppressed · "
-        f"{t['requests_per_s']:,.0f} req/s"
+        f"{t['exchanges_per_s']:,.0f} exchanges/s"
     )
 
 
