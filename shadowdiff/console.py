@@ -28,9 +28,8 @@ def load_usage(paths: Sequence[str]) -> Usage | None:
     from shadowdiff.usage import read_usage
     table = read_usage(list(paths))
     counts = dict(zip(table.counts["endpoint"], (int(n) for n in table.counts["requests"])))
-    note = (f"production usage from {len(table.files)} access log file(s), {table.total} requests"
-            + (f"; {table.malformed} malformed lines skipped (e.g. {table.malformed_example})"
-               if table.malformed else ""))
+    note = (f"{table.malformed} malformed log lines skipped (first: {table.malformed_example})"
+            if table.malformed else "")
     return Usage(counts, "access_log", tuple(table.files), table.malformed, note)
 
 
