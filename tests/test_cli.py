@@ -226,3 +226,22 @@ def test_every_command_has_help():
         assert cmd.help, path
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, path
+
+
+def test_report_rerenders_a_finished_run(tmp_path, capture, config):
+    out = tmp_path / "run"
+    with serve_app(shop("old")) as old, serve_app(shop("new")) as new:
+        invoke("run", str(capture), "--old", old, "--new", new, "--config", str(config),
+               "--out", str(out), "--quiet")
+    before = (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    (out / "report.md").unlink()
+    result = invoke("report", str(out))
+    assert result.exit_code == 0
+    assert (out / "report.html").read_text() == before
+    assert "body.name" in (out / "report.md").read_text()
+
+
+def test_report_of_a_directory_without_a_run(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "summary.json" in result.output
