@@ -131,6 +131,7 @@ def report(run_dir: str) -> None:
 
 
 from shadowdiff import cli_capture  # noqa: E402,F401 - registers `capture` and `usage`
+from shadowdiff import cli_live  # noqa: E402,F401 - registers `mirror` and `collect`
 
 if __name__ == "__main__":
     main()
