@@ -7,7 +7,19 @@ both for /same/N, differing in two fields for /diff/N. In one run this script me
   3. shadowdiff run on 10k differing exchanges (pairs/s);
 and prints each as a ratio to wrk's rate (requests/s; a pair is two requests).
 
+With `--replica` it starts a third nginx (old's replica, serving old's documents) and
+measures what noise measurement costs, on identical exchanges, on exchanges whose only
+difference is a random `X-Trace` header (nginx's $request_id: noise on every answer), and
+on differing exchanges:
+  a. old + new                          (no replica)
+  b. old + new + replica, not judged    (the extra requests alone: the replica's answers
+                                         are dropped before the judge, in the child)
+  c. old + new + replica                (the noise machinery: old-vs-replica diff, masks,
+                                         per-signature counts, rule audit)
+and prints the machinery's overhead, (c - b) / b, which must stay under 30%.
+
     .venv/bin/python benchmarks/replay.py [--small N] [--large N] [--diff N]
+    .venv/bin/python benchmarks/replay.py --replica [--small N] [--diff N] [--repeat K]
 """
 
 from __future__ import annotations
@@ -59,7 +71,8 @@ http {{
   uwsgi_temp_path {prefix}/uw; scgi_temp_path {prefix}/sc;
   server {{ listen 127.0.0.1:{port}; root {root};
     location /same/ {{ try_files /same.json =404; }}
-    location /diff/ {{ try_files /diff.json =404; }} }}
+    location /diff/ {{ try_files /diff.json =404; }}
+    location /noisy/ {{ add_header X-Trace $request_id always; try_files /same.json =404; }} }}
 }}
 """
 
@@ -70,6 +83,8 @@ def start_nginx(work: Path, role: str) -> tuple[subprocess.Popen[bytes], str]:
     root.mkdir(parents=True)
     (root / "same.json").write_bytes(document("old"))
     (root / "diff.json").write_bytes(document(role))
+    for name in ("same.json", "diff.json"):  # equal ETag and Last-Modified on every instance
+        os.utime(root / name, (1_700_000_000, 1_700_000_000))
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, root=root))
@@ -108,18 +123,32 @@ _RSS_WRAPPER = (
     "import atexit, resource, sys\n"
     "atexit.register(lambda: sys.stderr.write("
     "f'\\nRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+    "import os\n"
+    "if os.environ.get('SHADOWDIFF_BENCH_NO_NOISE'):\n"  # mode b: send, but judge old/new only
+    "    import dataclasses, shadowdiff.pipeline as p\n"
+    "    _judge = p.judge\n"
+    "    def _old_new(trial, *a, **k):\n"
+    "        kept = {r: o for r, o in trial.outcomes.items() if r != 'old_replica'}\n"
+    "        return _judge(dataclasses.replace(trial, outcomes=kept), *a, **k)\n"
+    "    p.judge = _old_new\n"
     "from shadowdiff.cli import main\n"
     "sys.argv = ['shadowdiff', *sys.argv[1:]]\n"
     "main()\n"
 )
 
 
-def shadowdiff_run(capture: Path, old: str, new: str, out: Path) -> tuple[float, float, dict]:
+def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | None = None,
+                   judge_replica: bool = True) -> tuple[float, float, dict]:
     """(pairs/s, peak RSS MB, summary) of one `shadowdiff run` in a child process."""
     cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), "--old", old, "--new", new,
            "--out", str(out), "--quiet", "--concurrency", "64"]
+    if replica:
+        cmd += ["--old-replica", replica]
+    env = dict(os.environ)
+    if not judge_replica:
+        env["SHADOWDIFF_BENCH_NO_NOISE"] = "1"
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -132,7 +161,10 @@ def check(summary: dict, n: int, kind: str) -> None:
     """A benchmark that measured the wrong thing is worse than none: check the verdicts."""
     totals = summary["totals"]
     assert totals["replayed"] == n, totals
-    if kind == "same":
+    if kind == "noisy":  # a random X-Trace on every answer: noise, once a replica measures it
+        found = {(s["location"], s["affected"]) for s in summary["signatures"]}
+        assert found == (set() if summary["noise"]["measured"] else {("header.x-trace", n)}), found
+    elif kind == "same":
         assert totals["identical"] == n and not summary["signatures"], totals
     else:
         found = {(s["location"], s["kind"], s["affected"]) for s in summary["signatures"]}
@@ -140,11 +172,37 @@ def check(summary: dict, n: int, kind: str) -> None:
                          ("body.meta.currency", "value_changed", n)}, found
 
 
+def replica_mode(work: Path, old: str, new: str, replica: str, args: argparse.Namespace) -> None:
+    """Noise machinery overhead: old+new, +replica requests unjudged, +replica judged."""
+    modes = (("old+new", None, True), ("+replica, unjudged", replica, False),
+             ("+replica, judged", replica, True))
+    print(f"{'exchanges':>10} {'mode':>20} {'pairs/s':>10} {'peak RSS':>9}   (best of {args.repeat})")
+    for kind, n in (("same", args.small), ("noisy", args.small), ("diff", args.diff)):
+        cap = work / f"{kind}-{n}.jsonl"
+        make_capture(cap, n, kind)
+        best: dict[str, float] = {}
+        for label, target, judged in modes:
+            for attempt in range(args.repeat):
+                rate, rss, summary = shadowdiff_run(cap, old, new, work / f"r-{kind}-{label}-{attempt}",
+                                                    target, judged)
+                check(summary, n, kind)
+                if judged and target:
+                    assert summary["noise"]["exchanges"] == n, summary["noise"]
+                best[label] = max(best.get(label, 0.0), rate)
+            print(f"{kind + ' ' + format(n, ','):>10} {label:>20} {best[label]:>10,.0f} {rss:>7.0f} MB")
+        unjudged, judged = 1 / best["+replica, unjudged"], 1 / best["+replica, judged"]
+        print(f"{'':>10} {'noise machinery':>20} {100 * (judged - unjudged) / unjudged:>+9.1f}% time "
+              "(beyond the extra requests; budget +30%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--diff", type=int, default=10_000)
+    parser.add_argument("--replica", action="store_true",
+                        help="measure the noise machinery's overhead with a third nginx (old's replica)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode in --replica (best kept)")
     args = parser.parse_args()
     if not shutil.which("nginx"):
         raise SystemExit("benchmarks/replay.py needs nginx (apt-get install nginx-light)")
@@ -155,6 +213,11 @@ def main() -> None:
         old_proc, old = start_nginx(work, "old")
         new_proc, new = start_nginx(work, "new")
         procs = [old_proc, new_proc]
+        if args.replica:
+            replica_proc, replica = start_nginx(work, "replica")
+            procs.append(replica_proc)
+            replica_mode(work, old, new, replica, args)
+            return
         ref = wrk_rate(old)
         print(f"wrk -t1 -c32 on old nginx: {ref:,.0f} requests/s" if ref else "wrk: not installed")
         rows = []

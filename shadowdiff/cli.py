@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from shadowdiff import __version__
-from shadowdiff.config import Config, Targets, check_replay, load_config
+from shadowdiff.config import Config, Targets, check_replay, check_targets, load_config
 from shadowdiff.errors import ShadowdiffError
 
 EXIT_INPUT = 2
@@ -48,8 +48,10 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
     """The config file, with command-line flags laid over it."""
     config = load_config(config_path)
     t = config.targets
-    targets = Targets(old=flags.get("old") or t.old, new=flags.get("new") or t.new,
-                      old_replica=flags.get("old_replica") or t.old_replica)
+    targets = check_targets(Targets(
+        old=flags.get("old") or t.old, new=flags.get("new") or t.new,
+        old_replica=flags.get("old_replica") or t.old_replica,
+        replay_old_twice=bool(flags.get("replay_old_twice")) or t.replay_old_twice))
     r = config.replay
     methods = flags.get("methods")
     replay_cfg = check_replay(replace(
@@ -72,6 +74,8 @@ _RUN_OPTIONS = [
     click.option("--new", metavar="URL", help="The system that will replace it."),
     click.option("--old-replica", metavar="URL",
                  help="A second instance of old, to measure noise (differences old has with itself)."),
+    click.option("--replay-old-twice", is_flag=True,
+                 help="No replica? Send every request to old twice and measure noise from that."),
     click.option("--usage", "usage_logs", multiple=True, metavar="LOG",
                  help="Production access log(s) (nginx/Apache combined, JSON): rank by real usage."),
     click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
@@ -131,6 +135,7 @@ def report(run_dir: str) -> None:
 
 
 from shadowdiff import cli_capture  # noqa: E402,F401 - registers `capture` and `usage`
+from shadowdiff import cli_rules  # noqa: E402,F401 - registers `rules suggest`
 from shadowdiff import cli_live  # noqa: E402,F401 - registers `mirror` and `collect`
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ silently ignored would hide (or invent) divergences. Documented in docs/configur
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from shadowdiff.errors import ConfigError
-from shadowdiff.normalize import DEFAULT_IGNORE_HEADERS, Mask, Rules
+from shadowdiff.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Mask, Rules, Tolerance
 from shadowdiff.paths import compile_path
+from shadowdiff.rules.masks import MASK_NAME
+from shadowdiff.rules.presets import PRESETS
 
 CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
 SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
@@ -31,6 +34,15 @@ class Targets:
     old: str | None = None
     new: str | None = None
     old_replica: str | None = None
+    replay_old_twice: bool = False
+    """Without a replica: send every request to old twice, the second under `old_replica`."""
+
+    @property
+    def noise_source(self) -> str | None:
+        """`old_replica`, `replay_old_twice`, or None when noise is not measured."""
+        if self.old_replica:
+            return "old_replica"
+        return "replay_old_twice" if self.replay_old_twice and self.old else None
 
 
 @dataclass(frozen=True)
@@ -94,14 +106,17 @@ def _rules_for(config: Config, endpoint: str) -> Rules:
     rules = config.rules
     for section in config.endpoints:
         if _endpoint_matches(section.match, endpoint):
-            extra = section.rules
-            rules = Rules(
-                ignore_headers=rules.ignore_headers | extra.ignore_headers,
-                ignore_paths=rules.ignore_paths + extra.ignore_paths,
-                masks=rules.masks + extra.masks,
-                unordered=rules.unordered + extra.unordered,
-            )
+            rules = merge_rules(rules, section.rules)
     return rules
+
+
+def merge_rules(base: Rules, extra: Rules) -> Rules:
+    """`base` plus `extra`: name sets are united, pattern lists appended."""
+    values = {}
+    for f in dataclasses.fields(Rules):
+        a, b = getattr(base, f.name), getattr(extra, f.name)
+        values[f.name] = a | b if isinstance(a, frozenset) else a + b
+    return Rules(**values)
 
 
 def _endpoint_matches(match: str, endpoint: str) -> bool:
@@ -183,8 +198,19 @@ def _str_list(table: dict[str, Any], key: str, prefix: str, src: str) -> tuple[s
 
 
 def _targets(table: Any, src: str) -> Targets:
-    _check_keys(table, {"old", "new", "old_replica"}, "targets.", src)
-    return Targets(**{k: _typed(table, k, str, "targets.", src, None) for k in table})
+    _check_keys(table, {"old", "new", "old_replica", "replay_old_twice"}, "targets.", src)
+    values = {k: _typed(table, k, str, "targets.", src, None) for k in table
+              if k != "replay_old_twice"}
+    twice = _typed(table, "replay_old_twice", bool, "targets.", src, False)
+    return check_targets(Targets(**values, replay_old_twice=twice), src)
+
+
+def check_targets(targets: Targets, src: str = "<flags>") -> Targets:
+    """A replica and replaying old twice are two ways to measure the same noise: one only."""
+    if targets.old_replica and targets.replay_old_twice:
+        raise ConfigError("give either an old replica or replay_old_twice, not both",
+                          path=src, key="targets.replay_old_twice")
+    return targets
 
 
 def _replay(table: Any, src: str) -> ReplayConfig:
@@ -224,7 +250,9 @@ def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
     return cfg
 
 
-_RULE_KEYS = {"ignore_headers", "default_ignore_headers", "ignore_paths", "masks", "unordered"}
+_PATH_LISTS = ("ignore_paths", "case_insensitive", "whitespace_insensitive", "html", "xml")
+_RULE_KEYS = {"ignore_headers", "default_ignore_headers", "ignore_paths", "masks", "unordered",
+              "tolerance", "header_sets", *_PATH_LISTS}
 
 
 def _rules(table: Any, prefix: str, src: str, *, defaults: bool) -> Rules:
@@ -232,18 +260,47 @@ def _rules(table: Any, prefix: str, src: str, *, defaults: bool) -> Rules:
     _check_keys(table, _RULE_KEYS | ({"match"} if not defaults else set()), p, src)
     use_defaults = defaults and _typed(table, "default_ignore_headers", bool, p, src, True)
     headers = frozenset(h.lower() for h in _str_list(table, "ignore_headers", p, src))
-    paths = _str_list(table, "ignore_paths", p, src)
-    unordered = _str_list(table, "unordered", p, src)
-    for key, patterns in (("ignore_paths", paths), ("unordered", unordered)):
-        for pattern in patterns:
-            _check_path(pattern, src, p + key)
+    sets = frozenset(h.lower() for h in _str_list(table, "header_sets", p, src))
+    paths = {key: _path_list(table, key, p, src) for key in _PATH_LISTS}
+    unordered, keyed = _unordered(table, p, src)
     masks = _typed(table, "masks", list, p, src, [])
+    tolerances = _typed(table, "tolerance", list, p, src, [])
     return Rules(
         ignore_headers=(DEFAULT_IGNORE_HEADERS if use_defaults else frozenset()) | headers,
-        ignore_paths=paths,
         masks=tuple(_mask(m, f"{p}masks[{i}]", src) for i, m in enumerate(masks)),
-        unordered=unordered,
+        unordered=unordered, unordered_keys=keyed,
+        tolerances=tuple(_tolerance(t, f"{p}tolerance[{i}]", src) for i, t in enumerate(tolerances)),
+        header_sets=(DEFAULT_HEADER_SETS if defaults else frozenset()) | sets,
+        **paths,
     )
+
+
+def _path_list(table: dict[str, Any], key: str, prefix: str, src: str) -> tuple[str, ...]:
+    patterns = _str_list(table, key, prefix, src)
+    for pattern in patterns:
+        _check_path(pattern, src, prefix + key)
+    return patterns
+
+
+def _unordered(table: dict[str, Any], prefix: str, src: str
+               ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """`unordered = ["body.tags", {path = "body.items", key = "id"}]`."""
+    plain: list[str] = []
+    keyed: list[tuple[str, str]] = []
+    for i, item in enumerate(_typed(table, "unordered", list, prefix, src, [])):
+        key = f"{prefix}unordered[{i}]"
+        if isinstance(item, str):
+            _check_path(item, src, key)
+            plain.append(item)
+            continue
+        _check_keys(item, {"path", "key"}, key + ".", src)
+        path, field_name = item.get("path"), item.get("key")
+        if not isinstance(path, str) or not isinstance(field_name, str) or not field_name:
+            raise ConfigError("needs a 'path' string and a 'key' field name, e.g. "
+                              '{ path = "body.items", key = "id" }', path=src, key=key)
+        _check_path(path, src, key + ".path")
+        keyed.append((path, field_name))
+    return tuple(plain), tuple(keyed)
 
 
 def _check_path(pattern: str, src: str, key: str) -> None:
@@ -254,19 +311,40 @@ def _check_path(pattern: str, src: str, key: str) -> None:
 
 
 def _mask(table: Any, key: str, src: str) -> Mask:
+    """A mask table, or a preset's name (`"uuid"`): a table without a pattern names a preset."""
+    if isinstance(table, str):
+        table = {"name": table}
     _check_keys(table, {"name", "pattern", "paths"}, key + ".", src)
     pattern = _typed(table, "pattern", str, key + ".", src, None)
+    name = _typed(table, "name", str, key + ".", src, None)
+    if pattern is None and name is None:
+        raise ConfigError("a mask needs a 'pattern', or the 'name' of a ready-made one "
+                          f"({', '.join(sorted(PRESETS))})", path=src, key=key)
     if pattern is None:
-        raise ConfigError("a mask needs a 'pattern'", path=src, key=key)
+        if name not in PRESETS:
+            raise ConfigError(f"unknown mask name {name!r} and no 'pattern' "
+                              f"(ready-made: {', '.join(sorted(PRESETS))})", path=src, key=key + ".name")
+        pattern = PRESETS[name]
     try:
         regex = re.compile(pattern)
     except re.error as exc:
         raise ConfigError(f"invalid regex {pattern!r}: {exc}", path=src, key=key + ".pattern") from exc
-    name = _typed(table, "name", str, key + ".", src, "masked")
-    paths = _str_list(table, "paths", key + ".", src)
-    for path in paths:
-        _check_path(path, src, key + ".paths")
+    name = name or "masked"
+    if not MASK_NAME.fullmatch(name):
+        raise ConfigError("a mask name is letters, digits and - _ . :", path=src, key=key + ".name")
+    paths = _path_list(table, "paths", key + ".", src)
     return Mask(name=name, pattern=regex, paths=paths) if paths else Mask(name=name, pattern=regex)
+
+
+def _tolerance(table: Any, key: str, src: str) -> Tolerance:
+    _check_keys(table, {"paths", "absolute", "relative"}, key + ".", src)
+    paths = _path_list(table, "paths", key + ".", src)
+    margins = {k: float(_typed(table, k, (int, float), key + ".", src, 0.0))
+               for k in ("absolute", "relative")}
+    try:
+        return Tolerance(paths=paths, **margins)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=src, key=key) from exc
 
 
 def _endpoint(table: Any, index: int, src: str) -> EndpointRules:

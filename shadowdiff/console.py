@@ -86,6 +86,16 @@ def print_summary(summary: dict[str, Any], paths: dict[str, Path], console: Cons
         console.print(table)
         if len(summary["signatures"]) > top:
             console.print(f"… and {len(summary['signatures']) - top} more in the report")
+    noise = summary.get("noise")
+    if noise and noise["suppressed"]:
+        by = {b: sum(1 for e in noise["suppressed"] if e["by"] == b)
+              for b in ("measurement", "replica", "rule")}
+        console.print(f"[dim]suppressed as noise: {by['measurement']} by measurement, "
+                      f"{by['replica']} by the old replica per request, {by['rule']} by rules "
+                      f"(see 'Suppressed as noise' in the report)[/]")
+    elif noise is not None and not noise["measured"]:
+        console.print("[dim]noise not measured: no old replica (--old-replica URL or "
+                      "--replay-old-twice)[/]")
     colour = "green" if summary["exit_code"] == 0 else "red" if summary["exit_code"] == 2 else "yellow"
     console.print(f"[bold {colour}]{summary['verdict']}[/]")
     if summary["usage"]["note"]:

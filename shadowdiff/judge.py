@@ -2,17 +2,26 @@
 
 The fast path matters: most replayed pairs are identical, and their bodies are compared
 as bytes before anything is parsed. Only differing bodies are lifted and diffed.
+
+With an old replica the judge also compares old with the replica (the noise), masks the
+old-vs-new divergences that are noise for this exchange (noise.py), and on request audits
+the exchange: which raw differences did the rules hide (rules/explain.py)?
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from shadowdiff.config import Config
 from shadowdiff.diff import compare
 from shadowdiff.model import Divergence, Failure, Outcome, Response, Trial
-from shadowdiff.normalize import normalize
+from shadowdiff.noise import mask_noise
+from shadowdiff.normalize import Rules, normalize
 from shadowdiff.protocols.base import Protocol
+from shadowdiff.rules.explain import explain
+from shadowdiff.rules.tolerance import apply_tolerances
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,17 +32,22 @@ class Verdict:
     state: str                        # "identical" | "diverged" | "failed"
     divergences: tuple[Divergence, ...] = ()
     suppressed: tuple[Divergence, ...] = ()   # masked because old differed from old_replica
+    noise: tuple[Divergence, ...] | None = None   # old vs old_replica; None: not measured
+    hidden: tuple[tuple[Divergence, str], ...] | None = None   # audited: (raw difference, rule)
 
 
 def _outcome_label(outcome: Outcome) -> str:
     return outcome.kind if isinstance(outcome, Failure) else f"status {outcome.status}"
 
 
-def judge(trial: Trial, protocol: Protocol, config: Config) -> Verdict:
+def judge(trial: Trial, protocol: Protocol, config: Config, *,
+          audit: bool | Callable[[str], bool] = False) -> Verdict:
     """Compare the `old` and `new` outcomes of one trial.
 
     A failure on one side only is a `failure` divergence at location `outcome`; the same
     failure on both sides verifies nothing, so the trial is `failed`, not identical.
+    `audit` (or `audit(endpoint)`) also names the rules that hid raw differences; it
+    costs a second diff, so the pipeline audits a sample.
     """
     endpoint = protocol.endpoint_key(trial.exchange.request)
     old, new = trial.outcomes["old"], trial.outcomes["new"]
@@ -42,28 +56,63 @@ def judge(trial: Trial, protocol: Protocol, config: Config) -> Verdict:
             return Verdict(endpoint, "failed")
         div = Divergence(endpoint, "outcome", "failure", _outcome_label(old), _outcome_label(new))
         return Verdict(endpoint, "diverged", (div,))
-    divergences = compare_responses(old, new, endpoint, protocol, config)
+    pair = _Pair(protocol, config.rules_for(endpoint), endpoint, old)
+    divergences, new_tree = pair.diff(new)
     suppressed: list[Divergence] = []
+    noise: list[Divergence] | None = None
     replica = trial.outcomes.get("old_replica")
-    if divergences and isinstance(replica, Response):
+    if isinstance(replica, Response):
         # Diffy's per-request mask: where old disagrees with itself, old-vs-new says nothing.
-        noisy = {d.location for d in compare_responses(old, replica, endpoint, protocol, config)}
-        suppressed = [d for d in divergences if d.location in noisy]
-        divergences = [d for d in divergences if d.location not in noisy]
+        noise, replica_tree = pair.diff(replica)
+        trees = (pair.old_tree(old.body == new.body), new_tree, replica_tree)
+        divergences, suppressed = mask_noise(divergences, noise, trees)
+    wanted = audit(endpoint) if callable(audit) else audit
+    hidden = pair.audit(new, divergences + suppressed) if wanted else None
     state = "diverged" if divergences else "identical"
-    return Verdict(endpoint, state, tuple(divergences), tuple(suppressed))
+    return Verdict(endpoint, state, tuple(divergences), tuple(suppressed),
+                   None if noise is None else tuple(noise), hidden)
+
+
+class _Pair:
+    """Old's side of a trial, lifted and normalized once for every comparison with it."""
+
+    def __init__(self, protocol: Protocol, rules: Rules, endpoint: str, old: Response) -> None:
+        self.protocol, self.rules, self.endpoint, self.old = protocol, rules, endpoint, old
+        self._old: dict[bool, dict[str, Any]] = {}
+
+    def old_tree(self, bodiless: bool) -> dict[str, Any]:
+        tree = self._old.get(bodiless)
+        if tree is None:
+            tree = self._old[bodiless] = self._tree(self.old, bodiless)
+        return tree
+
+    def _tree(self, response: Response, bodiless: bool) -> dict[str, Any]:
+        # Equal bytes normalize to equal bodies: skip parsing, compare status and headers
+        # (a changed Content-Type still shows there).
+        lifted = self.protocol.lift(replace(response, body=b"") if bodiless else response)
+        return normalize(lifted, self.rules)
+
+    def diff(self, other: Response) -> tuple[list[Divergence], dict[str, Any]]:
+        """Divergences old -> other after the rules, and other's normalized tree."""
+        bodiless = self.old.body == other.body
+        tree = self._tree(other, bodiless)
+        found = compare(self.old_tree(bodiless), tree, self.endpoint)
+        return apply_tolerances(found, self.rules.tolerances), tree
+
+    def audit(self, new: Response, shown: list[Divergence]) -> tuple[tuple[Divergence, str], ...]:
+        """Raw differences old -> new that the rules hid, each with the rule that did."""
+        bodiless = self.old.body == new.body
+        lift = self.protocol.lift
+        raw = compare(lift(replace(self.old, body=b"") if bodiless else self.old),
+                      lift(replace(new, body=b"") if bodiless else new), self.endpoint)
+        visible = {d.signature for d in shown}
+        return tuple((d, explain(self.rules, d)) for d in raw if d.signature not in visible)
 
 
 def compare_responses(old: Response, new: Response, endpoint: str, protocol: Protocol,
                       config: Config) -> list[Divergence]:
     """Divergences between two responses after normalization."""
-    if old.body == new.body:
-        # Equal bytes normalize to equal bodies: skip parsing, compare status and headers
-        # (a changed Content-Type still shows there).
-        old, new = replace(old, body=b""), replace(new, body=b"")
-    rules = config.rules_for(endpoint)
-    return compare(normalize(protocol.lift(old), rules), normalize(protocol.lift(new), rules),
-                   endpoint)
+    return _Pair(protocol, config.rules_for(endpoint), endpoint, old).diff(new)[0]
 
 
 def lifted_pair(trial: Trial, protocol: Protocol) -> tuple[dict | None, dict | None]:

@@ -27,6 +27,15 @@ What each rule does:
 - `unordered`: matching lists are sorted by a canonical key (sorted-keys JSON of the
   normalized element). Inside such a list positions mean nothing, so literal indices
   (`[3]`) do not match its elements; only `[*]`, `*` and `**` do.
+- `unordered_keys`: (path, field) pairs: like `unordered`, but elements are sorted by the
+  value of `field` first, so the elements with the same key face each other in the diff
+  (a changed price shows at that item, not as a reshuffled list).
+- `html`, `xml`, `whitespace_insensitive`, `case_insensitive`: string transforms
+  (rules/text.py) applied, in that order, to string leaves at matching locations, before
+  the masks.
+- `header_sets`: header names whose comma-separated values are compared as sets.
+- `tolerances`: numeric tolerance; not a tree rewrite but a filter on the diff's output
+  (rules/tolerance.py), carried here so every rule lives in one value.
 
 The root of the tree is not a location: `**` alone matches every location but never the
 tree itself.
@@ -38,14 +47,11 @@ skips every subtree no rule can reach.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, TypeVar
-
-import orjson
 
 from shadowdiff.paths import (
     ANY_POSITION,
@@ -57,6 +63,22 @@ from shadowdiff.paths import (
     closure,
     compile_path,
 )
+from shadowdiff.rules.masks import Mask
+from shadowdiff.rules.masks import mask_text as _mask
+from shadowdiff.rules.order import canonical_keys
+from shadowdiff.rules.order import sorted_canonically as _sorted_canonically
+from shadowdiff.rules.text import (
+    RESERVED_NAMES,
+    canonical_html,
+    canonical_xml,
+    collapse_whitespace,
+    fold_case,
+    header_set,
+)
+from shadowdiff.rules.tolerance import Tolerance
+
+__all__ = ["DEFAULT_HEADER_SETS", "DEFAULT_IGNORE_HEADERS", "IGNORED", "Mask", "Rules", "Tolerance",
+           "canonical_keys", "normalize"]
 
 #: Headers that change on every response, or that describe transport rather than content.
 #: `x-powered-by` is deliberately kept: a platform change is something users care about.
@@ -68,6 +90,12 @@ DEFAULT_IGNORE_HEADERS: frozenset[str] = frozenset({
     "content-encoding",  # bodies are decoded before lift
 })
 
+#: Headers whose comma-separated values mean the same in any order (RFC 9110).
+DEFAULT_HEADER_SETS: frozenset[str] = frozenset({
+    "allow", "vary", "access-control-allow-methods", "access-control-allow-headers",
+    "access-control-expose-headers",
+})
+
 #: What an ignored list element is replaced by.
 IGNORED = "<ignored>"
 
@@ -76,26 +104,8 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 # -- rules -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Mask:
-    """Replace what `pattern` matches in string leaves at `paths` by `<name>`."""
-
-    name: str
-    """Label; a match is replaced by f"<{name}>"."""
-    pattern: re.Pattern[str]
-    """The regex; a string is compiled."""
-    paths: tuple[str, ...] = ("body", "body.**", "header.*")
-    """Location patterns the mask applies to."""
-
-    def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise ValueError("a mask needs a non-empty name")
-        if isinstance(self.pattern, str):
-            object.__setattr__(self, "pattern", re.compile(self.pattern))
-        paths = (self.paths,) if isinstance(self.paths, str) else tuple(self.paths)
-        for path in paths:
-            compile_path(path)
-        object.__setattr__(self, "paths", paths)
+#: The string transforms, in the order they apply; each is a field of Rules.
+_TEXT_RULES = ("html", "xml", "whitespace_insensitive", "case_insensitive")
 
 
 @dataclass(frozen=True)
@@ -110,22 +120,44 @@ class Rules:
     """Masks, applied in order."""
     unordered: tuple[str, ...] = ()
     """Location patterns of lists compared as multisets (sorted canonically)."""
+    unordered_keys: tuple[tuple[str, str], ...] = ()
+    """(pattern, field): unordered lists of objects, sorted by `field` first."""
+    tolerances: tuple[Tolerance, ...] = ()
+    """Numeric tolerances (a filter after diff)."""
+    case_insensitive: tuple[str, ...] = ()
+    """Location patterns of strings compared case-insensitively."""
+    whitespace_insensitive: tuple[str, ...] = ()
+    """Location patterns of strings whose whitespace runs count as one space."""
+    html: tuple[str, ...] = ()
+    """Location patterns of strings compared as canonical HTML."""
+    xml: tuple[str, ...] = ()
+    """Location patterns of strings compared as canonical XML."""
+    header_sets: frozenset[str] = DEFAULT_HEADER_SETS
+    """Lower-case header names whose comma-separated values are compared as sets."""
 
     def __post_init__(self) -> None:
         # Config hands over lists and mixed-case names; keep the value hashable and canonical.
-        object.__setattr__(self, "ignore_headers", frozenset(h.lower() for h in self.ignore_headers))
-        for name in ("ignore_paths", "masks", "unordered"):
+        for name in ("ignore_headers", "header_sets"):
+            object.__setattr__(self, name, frozenset(h.lower() for h in getattr(self, name)))
+        for name in ("ignore_paths", "masks", "unordered", "tolerances") + _TEXT_RULES:
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        for path in self.ignore_paths + self.unordered:
+        keyed = self.unordered_keys
+        object.__setattr__(self, "unordered_keys", tuple((str(p), str(k)) for p, k in keyed))
+        for path in self.ignore_paths + self.unordered + self.text_paths() \
+                + tuple(p for p, _ in self.unordered_keys):
             compile_path(path)
+
+    def text_paths(self) -> tuple[str, ...]:
+        """Every pattern of the string transforms."""
+        return tuple(p for name in _TEXT_RULES for p in getattr(self, name))
 
 
 class _State:
     """A set of (rule, position) pairs: what applies here and what can match below."""
 
-    __slots__ = ("nfa", "dead", "ignore", "masks", "search", "unordered", "descends",
-                 "only_keys", "cache", "auto", "_masks_everywhere")
+    __slots__ = ("nfa", "dead", "ignore", "masks", "search", "unordered", "unordered_key",
+                 "rewrite", "descends", "only_keys", "cache", "auto", "_masks_everywhere")
 
     def __init__(self, auto: _Automaton, nfa: frozenset[tuple[int, int]], root: bool = False):
         self.auto = auto
@@ -134,9 +166,12 @@ class _State:
         self.cache: dict[Any, _State] = {}
         done = set() if root else {r for r, i in nfa if i == len(auto.steps[r])}
         actions = [auto.actions[r] for r in sorted(done)]
-        self.ignore = "ignore" in actions
-        self.unordered = "unordered" in actions
-        mask_ids = sorted({a for a in actions if isinstance(a, int)})
+        self.ignore = ("ignore", None) in actions
+        keys = [arg for kind, arg in actions if kind == "unordered"]
+        self.unordered = bool(keys)
+        # A keyed rule wins over a plain one: it sorts the same multiset, only better aligned.
+        self.unordered_key: str | None = next((k for k in keys if k is not None), None)
+        mask_ids = sorted({arg for kind, arg in actions if kind == "mask"})
         self.masks: tuple[Mask, ...] = tuple(auto.masks[m] for m in mask_ids)
         # A cheap first look at a string: does any mask of this location match it at all?
         self.search: Callable[[str], Any] | None = None
@@ -145,6 +180,9 @@ class _State:
         elif self.masks:
             searches = [m.pattern.search for m in self.masks]
             self.search = lambda text: any(search(text) for search in searches)
+        texts = {arg for kind, arg in actions if kind == "text"}
+        self.rewrite = auto.rewriter(tuple(t for t in _TEXT_RULES if t in texts), self) \
+            if texts else None
         pending = [auto.steps[r][i] for r, i in nfa if i < len(auto.steps[r])]
         self.descends = bool(pending)
         # When every continuation is a literal key or index, visit just those children.
@@ -163,9 +201,12 @@ class _State:
     def masks_everywhere(self) -> bool:
         """True when every location below is this same state, which only masks (`body.**`)."""
         if self._masks_everywhere is None:
-            self._masks_everywhere = bool(self.masks) and not (self.ignore or self.unordered) \
-                and self.auto.is_uniform(self)
+            self._masks_everywhere = bool(self.masks) and not (
+                self.ignore or self.unordered or self.rewrite) and self.auto.is_uniform(self)
         return self._masks_everywhere
+
+
+Action = tuple[str, Any]  # ("ignore", None) | ("mask", index) | ("unordered", key) | ("text", name)
 
 
 class _Automaton:
@@ -173,25 +214,46 @@ class _Automaton:
 
     def __init__(self, rules: Rules) -> None:
         self.steps: list[tuple[Step, ...]] = []
-        self.actions: list[str | int] = []  # "ignore", "unordered" or a mask index
+        self.actions: list[Action] = []
         for path in rules.ignore_paths:
-            self._add(path, "ignore")
+            self._add(path, ("ignore", None))
         for index, mask in enumerate(rules.masks):
             for path in mask.paths:
-                self._add(path, index)
+                self._add(path, ("mask", index))
         for path in rules.unordered:
-            self._add(path, "unordered")
+            self._add(path, ("unordered", None))
+        for path, key in rules.unordered_keys:
+            self._add(path, ("unordered", key))
+        for name in _TEXT_RULES:
+            for path in getattr(rules, name):
+                self._add(path, ("text", name))
         self.masks = rules.masks
         self.ignore_headers = rules.ignore_headers
-        names = "|".join(re.escape(m.name) for m in rules.masks) or "(?!)"
+        self.header_sets = rules.header_sets
+        names = "|".join(re.escape(n) for n in (*(m.name for m in rules.masks), *RESERVED_NAMES))
         self.placeholders = re.compile(f"(<(?:{names})>)")
         self.states: dict[frozenset[tuple[int, int]], _State] = {}
         start = frozenset((r, i) for r in range(len(self.steps)) for i in closure(self.steps[r], {0}))
         self.root = _State(self, start, root=True)
 
-    def _add(self, path: str, action: str | int) -> None:
+    def _add(self, path: str, action: Action) -> None:
         self.steps.append(compile_path(path).steps)
         self.actions.append(action)
+
+    def rewriter(self, texts: tuple[str, ...], state: _State) -> Callable[[str], str]:
+        """The string function of a state with transforms: transforms first, then masks."""
+        placeholders = self.placeholders
+        fns: list[Callable[[str], str]] = [_TRANSFORMS[t] for t in texts if t in _TRANSFORMS]
+        if "case_insensitive" in texts:
+            fns.append(lambda text: fold_case(text, placeholders))
+
+        def rewrite(text: str) -> str:
+            for fn in fns:
+                text = fn(text)
+            if state.search is not None and state.search(text):
+                text = _mask(text, state.masks, placeholders)
+            return text
+        return rewrite
 
     def is_uniform(self, state: _State) -> bool:
         """True when every key leads from `state` back to `state` itself."""
@@ -233,6 +295,11 @@ def _automaton(rules: Rules) -> _Automaton:
     return auto
 
 
+_TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "html": canonical_html, "xml": canonical_xml, "whitespace_insensitive": collapse_whitespace,
+}
+
+
 @lru_cache(maxsize=64)
 def _automaton_for(rules: Rules) -> _Automaton:
     return _Automaton(rules)
@@ -249,18 +316,40 @@ def normalize(tree: dict[str, Any], rules: Rules) -> dict[str, Any]:
     {'status': 200, 'header': {}, 'body': {}}
     """
     auto = _automaton(rules)
-    if auto.ignore_headers and type(tree) is dict:
+    sets: dict[Any, str] = {}
+    if (auto.ignore_headers or auto.header_sets) and type(tree) is dict:
         headers = tree.get("header")
         if isinstance(headers, dict):
-            kept = {k: v for k, v in headers.items()
-                    if not (isinstance(k, str) and k.lower() in auto.ignore_headers)}
-            if len(kept) != len(headers):
+            kept, sets = _headers(headers, auto)
+            if kept is not headers:
                 tree = {**tree, "header": kept}
-    return _deep_call(_walk, tree, auto.root)
+    out = _deep_call(_walk, tree, auto.root)
+    if sets:
+        # A set-valued header is the set of its own tokens: other string rules would make
+        # the sorted form depend on what they rewrote, and normalizing twice would differ.
+        out = {**out, "header": {**out["header"], **sets}}
+    return out
+
+
+def _headers(headers: dict[Any, Any], auto: _Automaton) -> tuple[dict[Any, Any], dict[Any, str]]:
+    """Headers without the ignored ones (the same dict if none), and the set-valued ones."""
+    ignore, names = auto.ignore_headers, auto.header_sets
+    kept: dict[Any, Any] | None = None
+    sets: dict[Any, str] = {}
+    for key, value in headers.items():
+        name = key.lower() if isinstance(key, str) else None
+        if name in ignore:
+            kept = dict(headers) if kept is None else kept
+            del kept[key]
+        elif name in names and isinstance(value, str):
+            sets[key] = header_set(value)
+    return (headers if kept is None else kept), sets
 
 
 def _walk(value: Any, state: _State) -> Any:
     if isinstance(value, str):
+        if state.rewrite is not None:
+            return state.rewrite(value)
         if state.search is None or not state.search(value):
             return value
         return _mask(value, state.masks, state.auto.placeholders)
@@ -294,7 +383,7 @@ def _walk_dict(value: dict[Any, Any], state: _State) -> dict[Any, Any]:
         kind = type(item)
         if kind in _SCALARS:
             continue  # rules only ever change strings and containers
-        if kind is str:  # inline the commonest case of `_walk`
+        if kind is str and child.rewrite is None:  # inline the commonest case of `_walk`
             if child.search is None or not child.search(item):
                 continue
             new = _mask(item, child.masks, state.auto.placeholders)
@@ -322,7 +411,7 @@ def _walk_list(value: list[Any], state: _State) -> list[Any]:
             item = value[index]
             if child.ignore:
                 new = IGNORED
-            elif type(item) is str:  # inline the commonest case of `_walk`
+            elif type(item) is str and child.rewrite is None:  # inline the commonest case
                 if child.search is None or not child.search(item):
                     continue
                 new = _mask(item, child.masks, state.auto.placeholders)
@@ -333,7 +422,7 @@ def _walk_list(value: list[Any], state: _State) -> list[Any]:
                     out = list(value)
                 out[index] = new
     result = value if out is None else out
-    return _sorted_canonically(result) if state.unordered else result
+    return _sorted_canonically(result, state.unordered_key) if state.unordered else result
 
 
 def _mask_all(value: dict[Any, Any] | list[Any], state: _State) -> Any:
@@ -366,62 +455,6 @@ def _mask_all(value: dict[Any, Any] | list[Any], state: _State) -> Any:
         return node if out is None else out
 
     return walk(value)
-
-
-def _sorted_canonically(items: list[Any]) -> list[Any]:
-    if len(items) < 2:
-        return items
-    kinds = {type(item) for item in items}
-    if kinds == {str} or kinds == {int}:
-        # Lists of plain names or ids: their own order is canonical, and cheaper.
-        ordered = sorted(items)
-        return items if ordered == items else ordered
-    keys = canonical_keys(items)
-    order = sorted(range(len(items)), key=keys.__getitem__)
-    if all(i == j for i, j in enumerate(order)):
-        return items
-    return [items[i] for i in order]
-
-
-def canonical_keys(items: list[Any]) -> list[bytes]:
-    """One sort key per JSON value: equal values get equal keys, whatever their dict order."""
-    return [_canonical(item) for item in items]
-
-
-def _canonical(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, ValueError, RecursionError):
-        pass  # huge ints, lone surrogates, non-str keys, nesting beyond orjson's limit
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    return text.encode("utf-8", "backslashreplace")
-
-
-def _mask(text: str, masks: tuple[Mask, ...], placeholders: re.Pattern[str]) -> str:
-    split = placeholders.split
-    # Each pass that changes anything turns at least one unmasked character into a
-    # placeholder, so this ends; running to the fixed point is what makes it idempotent.
-    while True:
-        new = text
-        for mask in masks:
-            parts = split(new)
-            sub = mask.pattern.sub
-            repl = _replacement(mask.name)
-            parts[::2] = [sub(repl, part) if part else part for part in parts[::2]]
-            new = "".join(parts)
-        if new == text:
-            return text
-        text = new
-
-
-@lru_cache(maxsize=256)
-def _replacement(name: str) -> Callable[[re.Match[str]], str]:
-    placeholder = f"<{name}>"
-    # An empty match would insert placeholders between characters: leave it alone.
-    return lambda m: placeholder if m.end() > m.start() else ""
 
 
 T = TypeVar("T")

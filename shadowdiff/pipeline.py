@@ -24,6 +24,7 @@ from shadowdiff.config import Config
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.judge import judge, lifted_pair
 from shadowdiff.model import Exchange, Failure, Trial
+from shadowdiff.noise import NOISE_FILE, noise_record
 from shadowdiff.protocols.base import Protocol, Sender, get_protocol, protocol_for_url
 from shadowdiff.rank import Usage, capture_usage
 from shadowdiff.replay import ReplayPolicy, replay, select
@@ -99,7 +100,9 @@ def _protocol(config: Config) -> Protocol:
 
 def _senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
     t = config.targets
-    urls = {"old": t.old, "new": t.new, "old_replica": t.old_replica}
+    # Replaying old twice is a replica that happens to be old itself: its own connections.
+    replica = t.old_replica or (t.old if t.replay_old_twice else None)
+    urls = {"old": t.old, "new": t.new, "old_replica": replica}
     return {role: protocol.open_sender(url, config.replay) for role, url in urls.items() if url}
 
 
@@ -116,6 +119,8 @@ class _Results:
             "id": trial.exchange.id, "endpoint": verdict.endpoint, "state": verdict.state,
             "count": trial.exchange.count, "outcomes": outcomes,
             "divergences": [[d.location, d.kind] for d in verdict.divergences],
+            **({"suppressed": [[d.location, d.kind] for d in verdict.suppressed]}
+               if verdict.suppressed else {}),
         }) + b"\n")
 
     def close(self) -> None:
@@ -138,7 +143,7 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
     try:
         exchanges = select(_guarded(captures, state), policy, on_skip, observed=needed)
         async for trial in replay(exchanges, senders, policy):
-            verdict = judge(trial, protocol, config)
+            verdict = judge(trial, protocol, config, audit=tally.noise.wants_audit)
             tally.add(trial, verdict, lift)
             results.write(trial, verdict)
             state.replayed += 1
@@ -174,6 +179,8 @@ def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
         started_at=started_at, version=__version__)
     examples = tally.examples
     (out_dir / "examples.json").write_bytes(orjson.dumps(examples, option=orjson.OPT_INDENT_2))
+    (out_dir / NOISE_FILE).write_bytes(orjson.dumps(noise_record(tally, summary),
+                                                    option=orjson.OPT_INDENT_2))
     paths = write_reports(out_dir, summary, examples)
     return RunResult(summary, out_dir, paths, summary["exit_code"])
 

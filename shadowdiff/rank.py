@@ -8,7 +8,7 @@ that imports pandas for ranking.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,15 +53,22 @@ def _endpoint_frame(tally: Tally, usage: Usage) -> pd.DataFrame:
                                               "failed", "usage_requests")})
 
 
-def rank_signatures(tally: Tally, usage: Usage) -> list[dict[str, Any]]:
-    """Signatures with their figures, highest impact first (ties: affected, then key)."""
+def rank_signatures(tally: Tally, usage: Usage, *, exclude: Collection[Any] = (),
+                    noise: Mapping[Any, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Signatures with their figures, highest impact first (ties: affected, then key).
+
+    `exclude` leaves out signatures measured as noise; `noise` adds each signature's A/A
+    test (noise.py) as its `noise` field, null where noise was not measured.
+    """
     endpoints = _endpoint_frame(tally, usage)
-    rows = [(sig.endpoint, sig.location, sig.kind, sig.key, st.affected, st.example)
-            for sig, st in tally.signatures.items()]
+    tests = noise or {}
+    rows = [(sig.endpoint, sig.location, sig.kind, sig.key, st.affected, st.example,
+             tests.get(sig)) for sig, st in tally.signatures.items()
+            if st.affected and sig not in exclude]
     if not rows:
         return []
     sigs = pd.DataFrame(rows, columns=["endpoint", "location", "kind", "key", "affected",
-                                       "example"])
+                                       "example", "noise"])
     sigs = sigs.join(endpoints[["replayed", "usage_share"]], on="endpoint")
     sigs["rate"] = sigs["affected"] / sigs["replayed"].clip(lower=1)
     sigs["impact"] = sigs["usage_share"] * sigs["rate"]
@@ -69,7 +76,7 @@ def rank_signatures(tally: Tally, usage: Usage) -> list[dict[str, Any]]:
                             kind="stable").reset_index(drop=True)
     sigs["rank"] = np.arange(1, len(sigs) + 1)
     cols = ["rank", "key", "endpoint", "location", "kind", "affected", "replayed", "rate",
-            "usage_share", "impact", "example"]
+            "usage_share", "impact", "example", "noise"]
     return [_plain(r) for r in sigs[cols].to_dict(orient="records")]
 
 
@@ -104,12 +111,14 @@ def coverage(tally: Tally, usage: Usage) -> dict[str, float]:
     replayed = frame["replayed"].clip(lower=1)
     tested = frame["replayed"] > 0
     share = frame["usage_share"]
-    return {
-        "verified_share": float((share * frame["identical"] / replayed)[tested].sum()),
-        "diverging_share": float((share * frame["diverged"] / replayed)[tested].sum()),
-        "failed_share": float((share * frame["failed"] / replayed)[tested].sum()),
-        "untested_share": float(share[~tested].sum()),
+    shares = {
+        "verified_share": (share * frame["identical"] / replayed)[tested].sum(),
+        "diverging_share": (share * frame["diverged"] / replayed)[tested].sum(),
+        "failed_share": (share * frame["failed"] / replayed)[tested].sum(),
+        "untested_share": share[~tested].sum(),
     }
+    # float sums can land a hair outside 0..1 (1.0000000000000002); a share cannot
+    return {k: min(1.0, max(0.0, float(v))) for k, v in shares.items()}
 
 
 def uncovered(tally: Tally, usage: Usage, top: int = 25) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 from shadowdiff.config import Config
+from shadowdiff.model import Signature
+from shadowdiff.noise import NoiseTest
 from shadowdiff.rank import Usage, coverage, endpoint_table, rank_signatures, uncovered
 from shadowdiff.tally import Tally
 
@@ -54,13 +56,24 @@ def _verdict(totals: dict[str, Any], signatures: list[Any], state: Any) -> tuple
     return f"no divergence in {totals['replayed']} replayed exchanges", EXIT_CLEAN
 
 
+def _noise_tests(tally: Tally, config: Config) -> tuple[dict[Signature, NoiseTest], set[Signature]]:
+    """Each signature's A/A test, and the ones measured as noise (the tally settles on them)."""
+    seen = set(tally.signatures) | {s for s, n in tally.noise.signatures.items() if n.raw}
+    tests = tally.noise.tests(config.rank.min_relative_pct, config.rank.min_absolute_pct, seen)
+    noise_sigs = {sig for sig, test in tests.items() if not test.significant}
+    tally.settle(noise_sigs)
+    return tests, noise_sigs
+
+
 def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
                   captures: tuple[str, ...], started_at: dt.datetime,
                   version: str) -> dict[str, Any]:
     """The summary dict (docs/report-schema.md)."""
     finished = dt.datetime.now(dt.timezone.utc)
+    tests, noise_sigs = _noise_tests(tally, config)
     totals = _totals(tally, state)
-    signatures = rank_signatures(tally, usage)
+    signatures = rank_signatures(tally, usage, exclude=noise_sigs,
+                                 noise={sig: t.as_dict() for sig, t in tests.items()})
     verdict, exit_code = _verdict(totals, signatures, state)
     if state.interrupted:
         verdict = "interrupted: " + verdict
@@ -86,9 +99,49 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
         "coverage": coverage(tally, usage),
         "endpoints": endpoint_table(tally, usage),
         "signatures": signatures,
+        "noise": noise_section(tally, tests, config),
         "uncovered": uncovered(tally, usage),
         "failures": sorted(tally.failures.values(), key=lambda f: (-f["count"], f["role"],
                                                                    f["kind"], f["endpoint"])),
         "verdict": verdict,
         "exit_code": exit_code,
     }
+
+
+_BY_ORDER = {"measurement": 0, "replica": 1, "rule": 2}
+
+
+def noise_section(tally: Tally, tests: dict[Signature, NoiseTest], config: Config) -> dict[str, Any]:
+    """What was suppressed as noise, by what, how often: nothing is hidden without a trace."""
+    book = tally.noise
+    entries = []
+    for sig, test in tests.items():
+        if not test.significant:
+            shown = tally.signatures.get(sig)
+            example = (shown.example if shown else None) or book.signatures[sig].example
+            entries.append(_entry(sig, "measurement", None, test.raw, test.measured,
+                                  test.noise, example))
+    for sig, counts in book.signatures.items():
+        if counts.masked and (sig not in tests or tests[sig].significant):
+            entries.append(_entry(sig, "replica", None, counts.masked,
+                                  book.measured[sig.endpoint], counts.noise, counts.example))
+    for (sig, rule), hit in book.rules.items():
+        entries.append(_entry(sig, "rule", rule, hit.count, book.audited[sig.endpoint], None,
+                              hit.example))
+    entries.sort(key=lambda e: (_BY_ORDER[e["by"]], -e["count"], e["key"], e["rule"] or ""))
+    return {
+        "measured": bool(book.measured),
+        "source": config.targets.noise_source,
+        "exchanges": sum(book.measured.values()),
+        "min_relative_pct": config.rank.min_relative_pct,
+        "min_absolute_pct": config.rank.min_absolute_pct,
+        "audited": sum(book.audited.values()),
+        "suppressed": entries,
+    }
+
+
+def _entry(sig: Signature, by: str, rule: str | None, count: int, out_of: int,
+           old_replica: int | None, example: dict[str, Any] | None) -> dict[str, Any]:
+    return {"key": sig.key, "endpoint": sig.endpoint, "location": sig.location, "kind": sig.kind,
+            "by": by, "rule": rule, "count": count, "out_of": max(out_of, count),
+            "old_replica": old_replica, "example": example}

@@ -16,7 +16,8 @@ import orjson
 
 from shadowdiff.config import ReportConfig
 from shadowdiff.judge import Verdict
-from shadowdiff.model import Exchange, Failure, Outcome, Response, Trial
+from shadowdiff.model import Exchange, Failure, Outcome, Response, Signature, Trial
+from shadowdiff.noise import SAMPLES, NoiseBook
 
 REDACTED = "[redacted]"
 _SECRET_QUERY = re.compile(
@@ -44,6 +45,7 @@ class SignatureStats:
 
     affected: int = 0
     example: dict[str, Any] | None = None
+    samples: list[list[Any]] = field(default_factory=list)  # old/new value pairs
 
 
 class Tally:
@@ -56,7 +58,13 @@ class Tally:
         self.skipped: Counter[str] = Counter()
         self.failures: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.examples: dict[str, dict[str, Any]] = {}
-        self.noise_suppressed = 0  # exchanges where the old replica masked something
+        self.noise_suppressed = 0  # exchanges whose only differences were noise
+        self.noise = NoiseBook()
+        # (endpoint, signatures shown) -> weight of diverged exchanges: lets `settle` move
+        # exchanges whose every signature turned out to be noise, without keeping exchanges.
+        self.diverged_sets: Counter[tuple[str, frozenset[Signature]]] = Counter()
+        self._diverged_streamed: Counter[str] = Counter()
+        self._settled = 0
         self._rng = random.Random(seed)
 
     def add_skip(self, endpoint: str, exchange: Exchange, reason: str) -> None:
@@ -74,9 +82,10 @@ class Tally:
         for role, outcome in trial.outcomes.items():
             if isinstance(outcome, Failure):
                 self._add_failure(role, outcome, verdict.endpoint, trial.exchange, weight)
-        if verdict.suppressed:
+        if verdict.suppressed and verdict.state == "identical":
             self.noise_suppressed += weight
-        seen: set[Any] = set()
+        self.noise.add(trial.exchange.id, verdict, weight, self._values)
+        seen: set[Signature] = set()
         for div in verdict.divergences:
             sig = div.signature
             if sig in seen:  # a signature counts once per exchange, however many indices
@@ -84,11 +93,34 @@ class Tally:
             seen.add(sig)
             entry = self.signatures[sig]
             entry.affected += weight
+            if len(entry.samples) < SAMPLES:
+                entry.samples.append(list(self._values(div)))
             if entry.example is None:
                 old, new = self._values(div)
                 entry.example = {"exchange_id": trial.exchange.id, "location": div.location,
                                  "old": old, "new": new}
                 self.examples[sig.key] = self._example(trial, verdict, lifted)
+        if verdict.state == "diverged":
+            self.diverged_sets[(verdict.endpoint, frozenset(seen))] += weight
+            self._diverged_streamed[verdict.endpoint] += weight
+
+    def settle(self, noise: set[Signature]) -> None:
+        """Count exchanges whose every signature is in `noise` as identical (noise-suppressed).
+
+        Called once significance is known, at the end of a run; calling it again with the
+        same set changes nothing.
+        """
+        moved: Counter[str] = Counter()
+        for (endpoint, sigs), weight in self.diverged_sets.items():
+            if sigs <= noise:
+                moved[endpoint] += weight
+        for endpoint, streamed in self._diverged_streamed.items():
+            stats = self.endpoints[endpoint]
+            stats.identical += stats.diverged - (streamed - moved[endpoint])
+            stats.diverged = streamed - moved[endpoint]
+        total = sum(moved.values())
+        self.noise_suppressed += total - self._settled
+        self._settled = total
 
     def _sample_latency(self, stats: EndpointStats, outcomes: dict[str, Outcome]) -> None:
         stats.seen += 1

@@ -245,3 +245,22 @@ def test_report_rerenders_a_finished_run(tmp_path, capture, config):
 def test_report_of_a_directory_without_a_run(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "summary.json" in result.output
+
+
+@pytest.mark.parametrize("text,key", [
+    ('[[normalize.masks]]\npattern = "(unclosed"\n', "normalize.masks[0].pattern"),
+    ('[normalize]\nxml = ["body..x"]\n', "normalize.xml"),
+    ('[normalize]\nmasks = ["no-such-preset"]\n', "normalize.masks[0].name"),
+])
+def test_bad_rules_exit_2_naming_the_file_and_key(tmp_path, capture, text, key):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(text)
+    result = CliRunner().invoke(main, ["run", str(capture), "--old", "http://127.0.0.1:9",
+                                       "--new", "http://127.0.0.1:9", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "rules.toml" in result.output and repr(key) in result.output
+
+
+def test_rules_suggest_without_a_run_exits_2(tmp_path):
+    result = CliRunner().invoke(main, ["rules", "suggest", str(tmp_path)])
+    assert result.exit_code == 2 and "noise.json" in result.output

@@ -83,9 +83,23 @@ ignore_paths = ["body.x"]
     ("[replay]\nconcurrency = 0\n", "replay.concurrency"),
     ("[normalize]\nignore_paths = [\"body.[\"]\n", "normalize.ignore_paths"),
     ("[[normalize.masks]]\npattern = \"(unclosed\"\n", "normalize.masks[0].pattern"),
-    ("[[normalize.masks]]\nname = \"x\"\n", "normalize.masks[0]"),
+    ("[[normalize.masks]]\nname = \"x\"\n", "normalize.masks[0].name"),
     ("[[normalize.masks]]\npattern = \"a\"\ncolour = 1\n", "normalize.masks[0].colour"),
     ("[[endpoint]]\nignore_paths = []\n", "endpoint[0]"),
+    ("[normalize]\nmasks = [\"uuidd\"]\n", "normalize.masks[0].name"),
+    ("[[endpoint]]\nmatch = \"/x\"\nmasks = [{ name = \"nope\", paths = [\"body\"] }]\n",
+     "endpoint[0].masks[0].name"),
+    ("[[normalize.masks]]\nname = \"a b\"\npattern = \"x\"\n", "normalize.masks[0].name"),
+    ("[normalize]\nhtml = [\"body..x\"]\n", "normalize.html"),
+    ("[normalize]\ncase_insensitive = [\"body[\"]\n", "normalize.case_insensitive"),
+    ("[normalize]\nunordered = [{ path = \"body.items\" }]\n", "normalize.unordered[0]"),
+    ("[normalize]\nunordered = [{ path = \"body.[\", key = \"id\" }]\n", "normalize.unordered[0].path"),
+    ("[normalize]\ntolerance = [{ paths = [\"body.p\"] }]\n", "normalize.tolerance[0]"),
+    ("[normalize]\ntolerance = [{ paths = [\"body.p\"], absolute = -1 }]\n", "normalize.tolerance[0]"),
+    ("[normalize]\ntolerance = [{ paths = [\"body.p\"], relative = \"5%\" }]\n",
+     "normalize.tolerance[0].relative"),
+    ("[normalize]\nheader_sets = \"allow\"\n", "normalize.header_sets"),
+    ("[targets]\nold_replica = \"http://a\"\nreplay_old_twice = true\n", "targets.replay_old_twice"),
     ("[report]\nshow_secrets = 1\n", "report.show_secrets"),
 ])
 def test_mistakes_name_the_file_and_key(tmp_path, text, key):
@@ -105,3 +119,49 @@ def test_invalid_toml_names_the_file_and_line(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_every_new_rule_key(tmp_path):
+    cfg = load_config(write(tmp_path, r'''
+[targets]
+old = "http://old:1"
+replay_old_twice = true
+[normalize]
+masks = ["uuid", { name = "iso-date", paths = ["body.when"] }]
+unordered = ["body.tags", { path = "body.items", key = "id" }]
+case_insensitive = ["body.name"]
+whitespace_insensitive = ["body.bio"]
+html = ["body"]
+xml = ["body.feed"]
+header_sets = ["Link"]
+tolerance = [{ paths = ["body.**.price"], absolute = 0.01, relative = 0.001 }]
+[[endpoint]]
+match = "GET /x"
+case_insensitive = ["body.city"]
+'''))
+    assert cfg.targets.noise_source == "replay_old_twice"
+    rules = cfg.rules
+    assert [m.name for m in rules.masks] == ["uuid", "iso-date"]
+    assert rules.masks[1].paths == ("body.when",) and rules.masks[1].pattern.search("2024-01-02")
+    assert rules.unordered == ("body.tags",) and rules.unordered_keys == (("body.items", "id"),)
+    assert {"link", "allow", "vary"} <= rules.header_sets
+    assert rules.tolerances[0].absolute == 0.01 and rules.tolerances[0].relative == 0.001
+    assert cfg.rules_for("GET /x").case_insensitive == ("body.name", "body.city")
+    assert cfg.rules_for("GET /y").case_insensitive == ("body.name",)
+
+
+def test_the_configuration_doc_examples_load_and_name_every_preset():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from shadowdiff.config import config_from_dict
+    from shadowdiff.rules.presets import PRESETS
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        config_from_dict(tomllib.loads(block), "docs/configuration.md")
+    for name in (*PRESETS, "header_sets", "case_insensitive", "whitespace_insensitive", "html",
+                 "xml", "tolerance", "unordered", "replay_old_twice", "min_relative_pct"):
+        assert f"`{name}`" in doc, name

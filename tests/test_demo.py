@@ -8,7 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from shadowdiff.cli import main
-from shadowdiff.demo.apps import EXPECTED_DIVERGENCES, IGNORED_DIVERGENCES, SLOW_ENDPOINTS, VOLATILE_LOCATIONS
+from shadowdiff.demo.apps import (
+    EXPECTED_DIVERGENCES,
+    IGNORED_DIVERGENCES,
+    NOISE_LOCATIONS,
+    SLOW_ENDPOINTS,
+    VOLATILE_LOCATIONS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +73,19 @@ def test_secrets_in_the_capture_never_reach_the_reports(demo_run):
     text = b"".join((out / n).read_bytes() for n in ("report.html", "report.md", "summary.json",
                                                      "examples.json"))
     assert b"Bearer " not in text.replace(b"Bearer [redacted]", b"")
+
+
+def test_the_old_replica_measures_the_noise_no_rule_covers(demo_run):
+    result, out, summary = demo_run
+    noise = summary["noise"]
+    assert noise["measured"] and noise["source"] == "old_replica"
+    assert noise["exchanges"] == summary["totals"]["replayed"]
+    measured = {(e["endpoint"], e["location"]) for e in noise["suppressed"] if e["by"] == "measurement"}
+    endpoints = {e["endpoint"] for e in summary["endpoints"]}
+    assert measured == {(ep, loc) for ep in endpoints for loc in NOISE_LOCATIONS}
+    ruled = {e["location"] for e in noise["suppressed"] if e["by"] == "rule"}
+    assert {"body.generated_at", "body.meta.request_id", "header.x-request-id"} <= ruled
+    assert all(e["rule"] for e in noise["suppressed"] if e["by"] == "rule")
+    assert "## Suppressed as noise" in (out / "report.md").read_text()
+    assert 'id="noise"' in (out / "report.html").read_text()
+    assert "suppressed as noise:" in result.output

@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 CAPTURE = REPO / "captures" / "demo.jsonl"
 ACCESS_LOG = REPO / "captures" / "demo-access.log"
 RULES_FILE = Path(shadowdiff.demo.__file__).parent / "data" / "shadowdiff.toml"
-DEFAULT_IGNORED_HEADERS = {"date", "server", "x-request-id", "content-length"}
+# x-served-by names the instance: no rule covers it, the demo's old replica measures it as noise
+DEFAULT_IGNORED_HEADERS = {"date", "server", "x-request-id", "content-length", "x-served-by"}
 
 T = TypeVar("T")
 Session = aiohttp.ClientSession

@@ -72,3 +72,23 @@ def test_only_noise_means_identical():
     v = judge(trial(old, make_response(body=b'{"nonce": "c3"}'),
                     make_response(body=b'{"nonce": "b2"}')), PROTOCOL, Config())
     assert v.state == "identical" and len(v.suppressed) == 1
+
+
+def test_a_type_change_at_a_noisy_location_is_still_reported():
+    # the replica's value differs (noise), but new changed the type: that is no noise
+    old = make_response(body=b'{"total": 10.5}')
+    v = judge(trial(old, make_response(body=b'{"total": "10.50"}'),
+                    make_response(body=b'{"total": 11.25}')), PROTOCOL, Config())
+    assert [(d.location, d.kind) for d in v.divergences] == [("body.total", "type_changed")]
+    assert [d.kind for d in v.noise] == ["value_changed"] and v.suppressed == ()
+
+
+def test_audit_names_the_rule_behind_each_hidden_difference():
+    cfg = config_from_dict({"normalize": {"ignore_paths": ["body.meta"], "masks": ["uuid"]}})
+    old = make_response(body=b'{"meta": {"at": 1}, "id": "0f8fad5b-d9cb-469f-a165-70867728950e", "n": 1}')
+    new = make_response(body=b'{"meta": {"at": 2}, "id": "1f8fad5b-d9cb-469f-a165-70867728950e", "n": 2}')
+    v = judge(trial(old, new), PROTOCOL, cfg, audit=lambda endpoint: endpoint == "GET /users/{id}")
+    assert [(d.location, d.kind) for d in v.divergences] == [("body.n", "value_changed")]
+    assert {(d.location, rule) for d, rule in v.hidden} == {
+        ("body.meta.at", 'ignore_paths "body.meta"'), ("body.id", 'mask "uuid"')}
+    assert judge(trial(old, new), PROTOCOL, cfg).hidden is None  # not audited: not measured

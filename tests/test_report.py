@@ -30,7 +30,7 @@ from shadowdiff.report import (
     write_reports,
 )
 from shadowdiff.report.html import _csp_hash, parse_location
-from shadowdiff.report.json import SUMMARY_SPEC
+from shadowdiff.report.json import SUMMARY_SPEC, _Optional
 from shadowdiff.report.markdown import md_code, md_text
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -68,6 +68,26 @@ def _signatures() -> list[dict[str, Any]]:
     ]
 
 
+def _noise() -> dict[str, Any]:
+    def entry(endpoint: str, location: str, kind: str, by: str, rule: str | None, count: int,
+              out_of: int, old_replica: int | None, old: Any, new: Any) -> dict[str, Any]:
+        return {"key": f"{endpoint} {location} {kind}", "endpoint": endpoint, "location": location,
+                "kind": kind, "by": by, "rule": rule, "count": count, "out_of": out_of,
+                "old_replica": old_replica, "example": _example("ex-0100", location, old, new)}
+    return {
+        "measured": True, "source": "old_replica", "exchanges": 200, "min_relative_pct": 20.0,
+        "min_absolute_pct": 0.03, "audited": 150,
+        "suppressed": [
+            entry("GET /users/{id}", "body.nonce", "value_changed", "measurement", None, 130, 130,
+                  130, "a1", "b2"),
+            entry("GET /orders/{id}", "header.x-served-by", "header_changed", "replica", None, 2, 70,
+                  2, "old-a", XSS_BODY),
+            entry("GET /users/{id}", "body.meta.request_id", "value_changed", "rule",
+                  'ignore_paths "body.meta.request_id"', 100, 100, None, "r1", "r2"),
+        ],
+    }
+
+
 def make_summary() -> dict[str, Any]:
     """A pinned run: fixed ids and times, and captured values that need escaping."""
     return {
@@ -98,6 +118,7 @@ def make_summary() -> dict[str, Any]:
              "latency_ms": {"old_p50": 1.0, "new_p50": 250.0, "old_p95": 2.0, "new_p95": 900.0}},
         ],
         "signatures": _signatures(),
+        "noise": _noise(),
         "uncovered": [{"endpoint": "GET /admin|stats", "requests": 4000, "usage_share": 0.04},
                       {"endpoint": "GET /export", "requests": 1000, "usage_share": 0.01}],
         "failures": [{"role": "new", "kind": "timeout", "count": 5, "endpoint": "GET /health",
@@ -186,7 +207,7 @@ def test_validate_accepts_the_pinned_summary(summary: dict[str, Any]) -> None:
     assert validate_summary(summary) == []
 
 
-@pytest.mark.parametrize("key", list(SUMMARY_SPEC))
+@pytest.mark.parametrize("key", [k for k, v in SUMMARY_SPEC.items() if not isinstance(v, _Optional)])
 def test_validate_names_each_missing_top_level_key(summary: dict[str, Any], key: str) -> None:
     del summary[key]
     assert f"{key}: missing" in validate_summary(summary)
@@ -223,6 +244,43 @@ def test_validate_refuses_a_newer_schema_and_shuffled_ranks(summary: dict[str, A
     problems = validate_summary(summary)
     assert any("newer than this shadowdiff reads" in p for p in problems)
     assert any(p.startswith("signatures: ranks") for p in problems)
+
+
+def test_a_summary_from_before_the_noise_section_still_validates_and_renders(
+        summary: dict[str, Any], examples: dict[str, Any]) -> None:
+    del summary["noise"]
+    assert validate_summary(summary) == []
+    assert "Suppressed as noise" not in render_markdown(summary)
+    assert "Suppressed as noise" not in render_html(summary, examples)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        (("noise", "suppressed", 0, "by"), "magic", "noise.suppressed[0].by: expected one of"),
+        (("noise", "source"), "guess", "noise.source: expected one of"),
+        (("noise", "suppressed", 1, "count"), -1, "noise.suppressed[1].count: expected an integer"),
+        (("signatures", 0, "noise"), {"raw": 1}, "signatures[0].noise: expected an A/A test"),
+    ],
+)
+def test_validate_checks_the_noise_fields(summary: dict[str, Any], path: tuple[Any, ...],
+                                          value: Any, where: str) -> None:
+    target = summary
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    assert any(p.startswith(where) for p in validate_summary(summary)), validate_summary(summary)
+
+
+def test_noise_section_in_both_reports_says_what_suppressed_what(
+        summary: dict[str, Any], examples: dict[str, Any]) -> None:
+    md = render_markdown(summary)
+    section = md[md.index("## Suppressed as noise"):]
+    assert "130/130" in section and "measurement: old vs replica 130/130" in section
+    assert 'ignore\\_paths "body.meta.request\\_id"' in section
+    html = render_html(summary, examples)
+    assert 'id="noise"' in html and "old replica, per request" in html
+    assert XSS_BODY not in html  # the example value is escaped like every captured value
 
 
 def test_validate_allows_additive_fields(summary: dict[str, Any]) -> None:

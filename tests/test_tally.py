@@ -70,3 +70,18 @@ def test_display_body():
     assert display_body({"a": [1]}) == '{\n  "a": [\n    1\n  ]\n}'
     assert display_body("<p>hi</p>") == "<p>hi</p>"
     assert display_body({"$binary": {"sha256": "ab", "length": 3}}) == "<binary body: 3 bytes, sha256 ab>"
+
+
+def test_settle_moves_exchanges_whose_every_signature_is_noise_and_is_idempotent():
+    tally = Tally(ReportConfig())
+    noisy, real = div("body.nonce"), div("body.price")
+    for divs, count in (((noisy,), 3), ((noisy, real), 2)):
+        tally.add(Trial(make_exchange(target="/items", count=count),
+                        {"old": make_response(), "new": make_response()}),
+                  Verdict("GET /items", "diverged", divs))
+    for _ in range(2):
+        tally.settle({noisy.signature})
+        ep = tally.endpoints["GET /items"]
+        assert (ep.identical, ep.diverged, tally.noise_suppressed) == (3, 2, 3)
+    tally.settle(set())
+    assert (tally.endpoints["GET /items"].diverged, tally.noise_suppressed) == (5, 0)

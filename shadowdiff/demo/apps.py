@@ -78,6 +78,11 @@ VOLATILE_LOCATIONS: tuple[str, ...] = (
 # The HTML page (`GET /`) also embeds a "Rendered at" ISO timestamp: the rules' `timestamp`
 # mask covers it, since a text body has no path to ignore.
 
+#: Differences no rule covers, which the demo's old replica measures as noise: every
+#: instance names itself in `X-Served-By` (old-a, its replica old-b, new-a).
+NOISE_LOCATIONS: tuple[str, ...] = ("header.x-served-by",)
+INSTANCES: Mapping[str, str] = {"old": "old-a", "old_replica": "old-b", "new": "new-a"}
+
 _FREE_SHIPPING = {"old": 50, "new": 40}
 _LIST_CACHE_CONTROL = {"old": "public, max-age=60", "new": "no-store"}
 
@@ -92,16 +97,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-@web.middleware
-async def _request_id(request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
-    # One id per request, echoed in the header and the JSON body, like most tracing setups.
-    request_id = str(uuid.uuid4())
-    _REQUEST_ID.set(request_id)
-    response = await handler(request)
-    response.headers["X-Request-Id"] = request_id
-    return response
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _stamps(instance: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def stamp(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # One id per request, echoed in the header and the JSON body, like most tracing
+        # setups; and the instance's name, like many load-balanced services.
+        request_id = str(uuid.uuid4())
+        _REQUEST_ID.set(request_id)
+        response = await handler(request)
+        response.headers["X-Request-Id"] = request_id
+        response.headers["X-Served-By"] = instance
+        return response
+    return stamp
 
 
 def _json(payload: dict[str, Any], *, status: int = 200,
@@ -234,15 +244,16 @@ class _Shop:
                      status=201)
 
 
-def make_app(version: Version, *, catalog: Catalog | None = None) -> web.Application:
-    """The demo shop as `version` ("old" or "new") implements it.
+def make_app(version: Version, *, catalog: Catalog | None = None,
+             instance: str | None = None) -> web.Application:
+    """The demo shop as `version` ("old" or "new") implements it; `instance` names it.
 
     >>> app = make_app("new")  # then web.run_app(app) or start_demo_servers()
     """
     if version not in ("old", "new"):
         raise ValueError(f"version must be 'old' or 'new', not {version!r}")
     shop = _Shop(version, catalog or build_catalog())
-    app = web.Application(middlewares=[_request_id])
+    app = web.Application(middlewares=[_stamps(instance or INSTANCES[version])])
     app.add_routes([
         web.get("/", shop.home),
         web.get("/health", shop.health),
@@ -263,9 +274,10 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def _start(version: Version, host: str) -> tuple[web.AppRunner, str]:
+async def _start(version: Version, host: str, instance: str) -> tuple[web.AppRunner, str]:
     # A short shutdown timeout: the demo should exit promptly even with keep-alive clients.
-    runner = web.AppRunner(make_app(version), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(make_app(version, instance=instance), access_log=None,
+                           shutdown_timeout=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, 0)
@@ -277,6 +289,26 @@ async def _start(version: Version, host: str) -> tuple[web.AppRunner, str]:
     return runner, _url(host, port)
 
 
+async def _start_roles(roles: tuple[str, ...], host: str
+                       ) -> tuple[list[str], Callable[[], Awaitable[None]]]:
+    runners: list[web.AppRunner] = []
+
+    async def stop() -> None:
+        await asyncio.gather(*(r.cleanup() for r in runners))
+
+    urls = []
+    try:
+        for role in roles:
+            version: Version = "new" if role == "new" else "old"
+            runner, url = await _start(version, host, INSTANCES[role])
+            runners.append(runner)
+            urls.append(url)
+    except BaseException:
+        await stop()
+        raise
+    return urls, stop
+
+
 async def start_demo_servers(host: str = "127.0.0.1"
                              ) -> tuple[str, str, Callable[[], Awaitable[None]]]:
     """Start OLD and NEW on free ports of `host`; returns (old_url, new_url, stop).
@@ -284,14 +316,13 @@ async def start_demo_servers(host: str = "127.0.0.1"
     >>> old_url, new_url, stop = await start_demo_servers()  # doctest: +SKIP
     >>> await stop()  # doctest: +SKIP
     """
-    old_runner, old_url = await _start("old", host)
-    try:
-        new_runner, new_url = await _start("new", host)
-    except BaseException:
-        await old_runner.cleanup()
-        raise
-
-    async def stop() -> None:
-        await asyncio.gather(old_runner.cleanup(), new_runner.cleanup())
-
+    (old_url, new_url), stop = await _start_roles(("old", "new"), host)
     return old_url, new_url, stop
+
+
+async def start_demo_servers_with_replica(host: str = "127.0.0.1"
+                                          ) -> tuple[str, str, str, Callable[[], Awaitable[None]]]:
+    """OLD, NEW and a second OLD instance (the replica that measures noise);
+    returns (old_url, new_url, old_replica_url, stop)."""
+    (old_url, new_url, replica_url), stop = await _start_roles(("old", "new", "old_replica"), host)
+    return old_url, new_url, replica_url, stop

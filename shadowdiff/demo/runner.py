@@ -1,4 +1,5 @@
-"""`shadowdiff demo`: start the bundled old and new shop services and run the whole pipeline.
+"""`shadowdiff demo`: start the bundled old and new shop services (and a second old instance,
+the replica that measures noise) and run the whole pipeline.
 
 The services run on loopback ports chosen at run time, in a thread with their own event
 loop, so the demo exercises exactly the code path `shadowdiff run` takes.
@@ -33,16 +34,17 @@ def demo_files() -> tuple[Path, Path]:
 
 
 @contextmanager
-def demo_servers() -> Iterator[tuple[str, str]]:
-    """Old and new demo services on 127.0.0.1, port 0, for the duration of the block."""
-    from shadowdiff.demo.apps import start_demo_servers
+def demo_servers() -> Iterator[tuple[str, str, str]]:
+    """Old, new and old's replica on 127.0.0.1, port 0, for the duration of the block."""
+    from shadowdiff.demo.apps import start_demo_servers_with_replica
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="demo-servers", daemon=True)
     thread.start()
-    old, new, stop = asyncio.run_coroutine_threadsafe(start_demo_servers(), loop).result(30)
+    started = asyncio.run_coroutine_threadsafe(start_demo_servers_with_replica(), loop)
+    old, new, replica, stop = started.result(30)
     try:
-        yield old, new
+        yield old, new, replica
     finally:
         asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -57,11 +59,12 @@ def run_demo(out: Path, *, quiet: bool = False) -> int:
     capture, log = demo_files()
     console = Console(stderr=True)
     config = load_config(DATA / "shadowdiff.toml")
-    with demo_servers() as (old, new):
+    with demo_servers() as (old, new, replica):
         if not quiet:
-            console.print(f"[bold]shadowdiff demo[/]: old shop at {old}, new shop at {new}")
+            console.print(f"[bold]shadowdiff demo[/]: old shop at {old}, new shop at {new}, "
+                          f"old's replica at {replica} (measures noise)")
             console.print(f"replaying {capture.name}, ranking by {log.name}")
-        config = replace(config, targets=Targets(old=old, new=new))
+        config = replace(config, targets=Targets(old=old, new=new, old_replica=replica))
         code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
     # The demo's divergences are the point: 1 ("diverged") is success here; 2 is a real error.
     return 0 if code in (0, 1) else code

@@ -28,7 +28,7 @@ from markupsafe import Markup
 
 from shadowdiff.errors import ReportError
 from shadowdiff.model import DIVERGENCE_KINDS, signature_location
-from shadowdiff.report.markdown import example_sides, format_pct
+from shadowdiff.report.markdown import example_sides, format_pct, noise_intro, suppressed_by
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -104,8 +104,22 @@ def _context(
         "uncovered": summary["uncovered"],
         "skipped": sorted(totals["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
         "replica": summary["run"]["targets"].get("old_replica") is not None,
+        "noise": _noise_view(summary.get("noise")),
         "ok": summary["exit_code"] == 0,
     }
+
+
+def _noise_view(noise: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The suppressed-noise section: what was hidden, by what, how often (None: old summary)."""
+    if not noise:
+        return None
+    entries = []
+    for e in noise["suppressed"]:
+        old, new = example_sides(e["kind"], e["example"], limit=60) if e.get("example") else (None, None)
+        entries.append({**e, "share": e["count"] / max(e["out_of"], 1), "why": suppressed_by(e),
+                        "kind_class": kind_class(e["kind"]), "old": old, "new": new,
+                        "has_example": bool(e.get("example"))})
+    return {"intro": noise_intro(noise), "measured": noise["measured"], "entries": entries}
 
 
 def _coverage_segments(coverage: Mapping[str, float]) -> list[dict[str, Any]]:

@@ -94,6 +94,25 @@ def _one_of(*values: Any) -> _Check:
 
 _LATENCY = {"old_p50": _OPT_NUM, "new_p50": _OPT_NUM, "old_p95": _OPT_NUM, "new_p95": _OPT_NUM}
 
+_NOISE_TEST = _Check("an A/A test object (raw, old_replica, measured, significant) or null",
+                     lambda v: v is None or (isinstance(v, dict)
+                                             and all(_INT.ok(v.get(k)) for k in ("raw", "old_replica", "measured"))
+                                             and _BOOL.ok(v.get("significant"))))
+_EXAMPLE = {"exchange_id": str, "location": str, "old": _ANY, "new": _ANY}
+
+NOISE_SPEC: dict[str, Any] = {
+    "measured": _BOOL,
+    "source": (_one_of("old_replica", "replay_old_twice", None)),
+    "exchanges": _INT, "min_relative_pct": _NUM, "min_absolute_pct": _NUM, "audited": _INT,
+    "suppressed": [{
+        "key": str, "endpoint": str, "location": str, "kind": _one_of(*DIVERGENCE_KINDS),
+        "by": _one_of("measurement", "replica", "rule"), "rule": (str, None),
+        "count": _INT, "out_of": _INT, "old_replica": (int, None),
+        "example": _Check("an example object or null", lambda v: v is None or (
+            isinstance(v, dict) and isinstance(v.get("exchange_id"), str))),
+    }],
+}
+
 SUMMARY_SPEC: dict[str, Any] = {
     "schema": _one_of(SCHEMA),
     "schema_version": _INT,
@@ -122,8 +141,9 @@ SUMMARY_SPEC: dict[str, Any] = {
         "rank": _INT, "key": str, "endpoint": str, "location": str,
         "kind": _one_of(*DIVERGENCE_KINDS), "affected": _INT, "replayed": _INT,
         "rate": _SHARE, "usage_share": _SHARE, "impact": _SHARE,
-        "example": {"exchange_id": str, "location": str, "old": _ANY, "new": _ANY},
+        "example": _EXAMPLE, "noise": _Optional(_NOISE_TEST),
     }],
+    "noise": _Optional(NOISE_SPEC),  # added in version 1 (additive): older summaries lack it
     "uncovered": [{"endpoint": str, "requests": _INT, "usage_share": _SHARE}],
     "failures": [{
         "role": _one_of(*ROLES), "kind": _one_of(*FAILURE_KINDS), "count": _INT,

@@ -21,7 +21,7 @@ from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES
 _NEW_ABSENT = frozenset({"field_missing", "header_missing"})
 _OLD_ABSENT = frozenset({"field_added", "header_added"})
 
-_VOCABULARY = frozenset((*DIVERGENCE_KINDS, *FAILURE_KINDS, *ROLES))
+_VOCABULARY = frozenset((*DIVERGENCE_KINDS, *FAILURE_KINDS, *ROLES, "measurement", "replica", "rule"))
 _TEXT_SPECIALS = re.compile(r"([\\`*_\[\]<>|~&#!])")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -43,6 +43,7 @@ def render_markdown(
         _totals_line(summary),
         _coverage_line(summary),
         _signatures_section(summary["signatures"], max_signatures),
+        _noise_section(summary.get("noise"), max_signatures),
         _failures_section(summary["failures"]),
         _uncovered_section(summary["uncovered"], max_uncovered),
         _skipped_line(summary["totals"]),
@@ -221,6 +222,57 @@ def _signature_row(s: Mapping[str, Any]) -> list[str]:
         format_pct(s["usage_share"]),
         example,
     ]
+
+
+def noise_intro(noise: Mapping[str, Any]) -> str:
+    """One sentence: how noise was measured (or that it was not), and the margins used."""
+    how = {"old_replica": "an old replica", "replay_old_twice": "old, asked twice"}
+    if noise["measured"]:
+        head = (f"Noise measured against {how.get(noise['source'], 'a second old answer')} on "
+                f"{noise['exchanges']:,} exchanges: a signature counts only when old vs new "
+                f"differs more often than old vs old by more than {noise['min_relative_pct']:g}% "
+                f"(relative) and {noise['min_absolute_pct']:g}% of the endpoint's exchanges "
+                "(absolute).")
+    else:
+        head = "Noise was not measured (no old replica; see --old-replica, --replay-old-twice)."
+    return head + (f" Rules were audited on {noise['audited']:,} exchanges."
+                   if noise["audited"] else "")
+
+
+def suppressed_by(entry: Mapping[str, Any]) -> str:
+    """What suppressed a noise entry, in words."""
+    if entry["by"] == "measurement":
+        return (f"measurement: old vs replica {entry['old_replica']:,}/{entry['out_of']:,}, "
+                "not significantly less")
+    if entry["by"] == "replica":
+        return "old replica, per request (old differed from itself there)"
+    return f"rule {entry['rule']}"
+
+
+def _noise_section(noise: Mapping[str, Any] | None, limit: int) -> str:
+    if not noise:
+        return ""  # a summary from before noise was reported
+    entries = noise["suppressed"]
+    parts = ["## Suppressed as noise", md_text(noise_intro(noise))]
+    if entries:
+        rows = [[_word(e["by"]), md_code(e["endpoint"]), md_code(e["location"]), _word(e["kind"]),
+                 f"{e['count']:,}/{e['out_of']:,} ({format_pct(e['count'] / max(e['out_of'], 1))})",
+                 md_text(suppressed_by(e)), _noise_example(e)] for e in entries[:limit]]
+        parts.append(_table(["by", "endpoint", "location", "kind", "how often", "suppressed by",
+                             "example (old → new)"],
+                            ["---", "---", "---", "---", "--:", "---", "---"], rows))
+        if len(entries) > limit:
+            parts.append(f"…and {len(entries) - limit:,} more in summary.json and report.html.")
+    else:
+        parts.append("Nothing was suppressed.")
+    return "\n\n".join(parts)
+
+
+def _noise_example(entry: Mapping[str, Any]) -> str:
+    if not entry.get("example"):
+        return ""
+    old, new = example_sides(entry["kind"], entry["example"], limit=30)
+    return " → ".join("*(absent)*" if v is None else md_code(v) for v in (old, new))
 
 
 def _failures_section(failures: Sequence[Mapping[str, Any]]) -> str:

@@ -1,0 +1,304 @@
+"""Noise: what the old system disagrees with itself about (Diffy's A/A method).
+
+Every request also goes to a second old instance, `old_replica` (or to old twice). Two
+things follow, both protocol-neutral (they see divergences and lifted trees):
+
+1. Per exchange (`mask_noise`): an old-vs-new divergence whose (location, kind) also
+   appears old-vs-replica is masked for that exchange. A text body is masked line by line:
+   only when every line new changed is a line the replica changed too, so a real change
+   beside a noisy timestamp on the same page is still reported.
+2. Per signature (`significance`): over the endpoint's exchanges that got all three
+   answers, `raw` counts old-vs-new occurrences (before the mask) and `noise` counts
+   old-vs-replica ones. The signature is significant only when
+
+       raw > noise
+       absolute_pct = (raw - noise) / measured * 100         > min_absolute_pct
+       relative_pct = (raw - noise) / (raw + noise) * 100    > min_relative_pct
+
+   (Diffy's definitions; defaults 0.03% and 20%, `[rank]` in the config). A signature
+   that is not significant is reported as noise, not as a divergence.
+
+`NoiseBook` keeps the counts a run needs for that, bounded by the number of signatures.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shadowdiff.model import Divergence, Signature, signature_location
+from shadowdiff.paths import parse_location
+
+#: Value pairs kept per signature, for `shadowdiff rules suggest`.
+SAMPLES = 5
+#: Exchanges per endpoint whose raw (un-normalized) differences are audited for rules.
+AUDIT_PER_ENDPOINT = 100
+#: Longest text a line-level mask compares; beyond it, difflib would cost too much.
+_LINE_MASK_CHARS = 2_000_000
+
+Tree = dict[str, Any]
+
+
+# -- 1. the per-exchange mask -------------------------------------------------------------
+
+
+def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
+               trees: tuple[Tree, Tree, Tree]) -> tuple[list[Divergence], list[Divergence]]:
+    """(kept, suppressed): old-vs-new divergences split by the old-vs-replica ones.
+
+    `trees` are the normalized (old, new, old_replica) trees, for the line-level text mask.
+    """
+    if not noise or not divergences:
+        return list(divergences), []
+    noisy = {(d.location, d.kind) for d in noise}
+    kept: list[Divergence] = []
+    suppressed: list[Divergence] = []
+    for d in divergences:
+        if (d.location, d.kind) not in noisy:
+            kept.append(d)
+            continue
+        texts = [_at(tree, d.location) for tree in trees]
+        if d.kind == "body_changed" and all(isinstance(t, str) for t in texts):
+            beyond = _lines_beyond_noise(*texts)
+            if beyond is not None:
+                kept.append(Divergence(d.endpoint, d.location, d.kind, *beyond))
+                continue
+        suppressed.append(d)
+    return kept, suppressed
+
+
+def _at(tree: Tree, location: str) -> Any:
+    node: Any = tree
+    try:
+        for key in parse_location(location):
+            node = node[key]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return node
+
+
+def _lines_beyond_noise(old: str, new: str, replica: str) -> tuple[str, str] | None:
+    """Excerpts of the first line new changed that the replica did not; None if none."""
+    if max(len(old), len(new), len(replica)) > _LINE_MASK_CHARS:
+        return None  # too big to align: the whole body counts as noise, as before
+    old_lines = old.splitlines()
+    new_changes = _changes(old_lines, new.splitlines())
+    noisy = {where for where, _, _ in _changes(old_lines, replica.splitlines())}
+    for change in new_changes:
+        if change[0] not in noisy:
+            return change[1], change[2]
+    return None
+
+
+def _changes(old: list[str], new: list[str]) -> list[tuple[tuple[str, int], str, str]]:
+    """((what, old line index), old excerpt, new excerpt) per changed or inserted line."""
+    out = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            i, j = i1 + k, j1 + k
+            where = ("changed", i) if i < i2 else ("inserted", i2)
+            out.append((where, _excerpt(i if i < i2 else i2, old, i < i2),
+                        _excerpt(j if j < j2 else j2, new, j < j2)))
+    return out
+
+
+def _excerpt(index: int, lines: list[str], present: bool) -> str:
+    if not present or index >= len(lines):
+        return f"line {index + 1}: <no line>"
+    return f"line {index + 1}: {lines[index][:160]}"
+
+
+# -- 2. significance ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoiseTest:
+    """One signature's A/A test."""
+
+    raw: int
+    """Old-vs-new occurrences (before the per-exchange mask) in measured exchanges."""
+    noise: int
+    """Old-vs-replica occurrences in the same exchanges."""
+    measured: int
+    """The endpoint's exchanges with an answer from old, new and the replica."""
+    significant: bool
+
+    @property
+    def absolute_pct(self) -> float:
+        return 100.0 * (self.raw - self.noise) / self.measured if self.measured else 0.0
+
+    @property
+    def relative_pct(self) -> float:
+        total = self.raw + self.noise
+        return 100.0 * (self.raw - self.noise) / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"raw": self.raw, "old_replica": self.noise, "measured": self.measured,
+                "absolute_pct": round(self.absolute_pct, 4),
+                "relative_pct": round(self.relative_pct, 2), "significant": self.significant}
+
+
+def significance(raw: int, noise: int, measured: int, min_relative_pct: float,
+                 min_absolute_pct: float) -> NoiseTest:
+    """Diffy's test: does old-vs-new beat old-vs-replica by both margins?
+
+    >>> significance(99, 1, 100, 20.0, 0.03).significant
+    True
+    >>> significance(50, 48, 100, 20.0, 0.03).significant
+    False
+    """
+    if measured <= 0:
+        return NoiseTest(raw, noise, measured, True)  # nothing measured: nothing to discount
+    test = NoiseTest(raw, noise, measured, False)
+    ok = raw > noise and test.absolute_pct > min_absolute_pct \
+        and test.relative_pct > min_relative_pct
+    return NoiseTest(raw, noise, measured, ok)
+
+
+# -- 3. the book a run keeps ---------------------------------------------------------------
+
+
+@dataclass
+class SignatureNoise:
+    """Counts for one signature, over the whole run."""
+
+    raw: int = 0          # old-vs-new, before the mask, in measured exchanges
+    noise: int = 0        # old-vs-replica
+    masked: int = 0       # old-vs-new occurrences the per-exchange mask suppressed
+    samples: list[list[Any]] = field(default_factory=list)   # old-vs-replica value pairs
+    example: dict[str, Any] | None = None                     # first masked occurrence
+
+
+@dataclass
+class RuleHit:
+    """A raw difference a normalization rule hid, in audited exchanges."""
+
+    rule: str
+    count: int = 0
+    example: dict[str, Any] | None = None
+
+
+class NoiseBook:
+    """Streaming noise counts: per endpoint, per signature, per rule that hid something."""
+
+    def __init__(self) -> None:
+        self.measured: Counter[str] = Counter()     # endpoint -> exchanges with a replica answer
+        self.audited: Counter[str] = Counter()      # endpoint -> exchanges audited for rules
+        self.signatures: dict[Signature, SignatureNoise] = defaultdict(SignatureNoise)
+        self.rules: dict[tuple[Signature, str], RuleHit] = {}
+
+    def wants_audit(self, endpoint: str) -> bool:
+        """True while the endpoint has had fewer than AUDIT_PER_ENDPOINT audits."""
+        return self.audited[endpoint] < AUDIT_PER_ENDPOINT
+
+    def add(self, exchange_id: str, verdict: Any, weight: int,
+            values: Callable[[Divergence], tuple[Any, Any]]) -> None:
+        """Count one verdict's noise. `values` redacts a divergence's old/new values."""
+        if verdict.noise is not None:
+            self.measured[verdict.endpoint] += weight
+            for sig, d in _once(verdict.divergences + verdict.suppressed):
+                self.signatures[sig].raw += weight
+            for sig, d in _once(verdict.noise):
+                entry = self.signatures[sig]
+                entry.noise += weight
+                if len(entry.samples) < SAMPLES:
+                    entry.samples.append(list(values(d)))
+            for sig, d in _once(verdict.suppressed):
+                entry = self.signatures[sig]
+                entry.masked += weight
+                if entry.example is None:
+                    entry.example = _example(exchange_id, d, values)
+        if verdict.hidden is not None:
+            self.audited[verdict.endpoint] += 1
+            for (sig, rule), d in _once_by_rule(verdict.hidden):
+                hit = self.rules.setdefault((sig, rule), RuleHit(rule))
+                hit.count += 1
+                if hit.example is None:
+                    hit.example = _example(exchange_id, d, values)
+
+    def tests(self, min_relative_pct: float, min_absolute_pct: float,
+              signatures: Iterable[Signature]) -> dict[Signature, NoiseTest]:
+        """The A/A test of each of `signatures` (only endpoints with measurements)."""
+        out = {}
+        for sig in signatures:
+            measured = self.measured.get(sig.endpoint, 0)
+            if measured:
+                entry = self.signatures.get(sig) or SignatureNoise()
+                out[sig] = significance(entry.raw, entry.noise, measured,
+                                        min_relative_pct, min_absolute_pct)
+        return out
+
+
+def _once(divergences: Iterable[Divergence]) -> Iterable[tuple[Signature, Divergence]]:
+    seen: set[Signature] = set()
+    for d in divergences:
+        sig = d.signature
+        if sig not in seen:
+            seen.add(sig)
+            yield sig, d
+
+
+def _once_by_rule(hidden: Iterable[tuple[Divergence, str]]
+                  ) -> Iterable[tuple[tuple[Signature, str], Divergence]]:
+    seen: set[tuple[Signature, str]] = set()
+    for d, rule in hidden:
+        key = (d.signature, rule)
+        if key not in seen:
+            seen.add(key)
+            yield key, d
+
+
+def _example(exchange_id: str, d: Divergence,
+             values: Callable[[Divergence], tuple[Any, Any]]) -> dict[str, Any]:
+    old, new = values(d)
+    return {"exchange_id": exchange_id, "location": d.location, "old": old, "new": new}
+
+
+def signature_of(endpoint: str, location: str, kind: str) -> Signature:
+    """The signature of a divergence given by its parts."""
+    return Signature(endpoint, signature_location(location), kind)
+
+
+# -- 4. noise.json: what `shadowdiff rules suggest` reads ------------------------------------
+
+NOISE_FILE = "noise.json"
+NOISE_FORMAT = "shadowdiff-noise"
+
+
+def noise_record(tally: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """The run's measured noise, per signature with sample values, for later rule proposals.
+
+    `tally` is the run's Tally (duck-typed: tally.py imports this module).
+    """
+    book: NoiseBook = tally.noise
+    reported = {s["key"] for s in summary["signatures"]}
+    replayed = {ep: stats.replayed for ep, stats in tally.endpoints.items()}
+    return {
+        "format": NOISE_FORMAT,
+        "version": 1,
+        "source": summary.get("noise", {}).get("source"),
+        "measured": dict(book.measured),
+        "audited": dict(book.audited),
+        "noise": [_sig_fields(sig) | {"old_replica": n.noise, "raw": n.raw, "masked": n.masked,
+                                      "measured": book.measured[sig.endpoint],
+                                      "reported": sig.key in reported, "samples": n.samples}
+                  for sig, n in sorted(book.signatures.items()) if n.noise],
+        "divergences": [_sig_fields(sig) | {"affected": st.affected,
+                                            "replayed": replayed.get(sig.endpoint, 0),
+                                            "reported": sig.key in reported,
+                                            "samples": st.samples}
+                        for sig, st in sorted(tally.signatures.items()) if st.affected],
+        "rules": [_sig_fields(sig) | {"rule": rule, "count": hit.count,
+                                      "audited": book.audited[sig.endpoint]}
+                  for (sig, rule), hit in sorted(book.rules.items())],
+    }
+
+
+def _sig_fields(sig: Signature) -> dict[str, Any]:
+    return {"endpoint": sig.endpoint, "location": sig.location, "kind": sig.kind}
