@@ -1,175 +1,48 @@
-"""Tests for shadowdiff/capture/pcap.py (and packet.py, tcp.py, http1.py, order.py).
+"""Tests for shadowdiff/capture/pcap.py and the layers under HTTP (packet.py, tcp.py, order.py).
 
 Real captures: tests/data/curl_lo.pcap and curl_any.pcapng were written by tcpdump while
 curl talked to an aiohttp server (tests/data/make_pcaps.py); an integration test makes a
 fresh one the same way and checks the request count against tshark. Corner cases are
-built here with scapy, one TCP conversation at a time, with explicit sequence numbers.
+built with scapy (tests/pcapflow.py), one TCP conversation at a time, with explicit sequence
+numbers. HTTP parsing and pairing: tests/test_capture_http1.py.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
-import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP
+from pcapflow import (
+    DATA,
+    FIXTURES,
+    REQ1,
+    REQ2,
+    RESP1,
+    RESP2,
+    Flow,
+    assert_simple,
+    ether,
+    read_all,
+    recipe,
+    simple,
+    write,
+)
+from scapy.layers.inet import TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
-from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Dot1Q, Ether, Loopback
-from scapy.packet import Packet, Raw
-from scapy.utils import wrpcap, wrpcapng
+from scapy.packet import Raw
+from scapy.utils import wrpcap
 
+from shadowdiff.capture import read_exchanges
 from shadowdiff.capture.jsonl import read_capture, read_header
 from shadowdiff.capture.pcap import import_pcap, read_pcap, sniff
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange
-
-DATA = Path(__file__).parent / "data"
-FIXTURES = [DATA / "curl_lo.pcap", DATA / "curl_any.pcapng"]
-
-
-def _recipe() -> Any:
-    """tests/data/make_pcaps.py, which recorded the fixtures, for what it sent."""
-    spec = importlib.util.spec_from_file_location("make_pcaps", DATA / "make_pcaps.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def read_all(path: Path, **kw: Any) -> tuple[list[Exchange], dict[str, Any]]:
-    stats: dict[str, Any] = {}
-    return list(read_pcap(path, stats=stats, **kw)), stats
-
-
-# -- building conversations with scapy ----------------------------------------------------
-
-
-class Flow:
-    """One TCP connection, packet by packet, with sequence numbers kept for you."""
-
-    def __init__(self, *, v6: bool = False, cport: int = 40000, sport: int = 8080,
-                 t0: float = 1_700_000_000.0, cseq: int = 1000, sseq: int = 70000) -> None:
-        self.v6 = v6
-        self.caddr, self.saddr = ("fd00::1", "fd00::2") if v6 else ("10.0.0.1", "10.0.0.2")
-        self.cport, self.sport = cport, sport
-        self.cseq, self.sseq = cseq, sseq
-        self.t = t0
-        self.pkts: list[Packet] = []
-
-    def packet(self, client: bool, flags: str, data: bytes = b"", *, seq: int | None = None,
-               ack: int | None = None, keep: bool = True) -> Packet:
-        src, dst = (self.caddr, self.saddr) if client else (self.saddr, self.caddr)
-        sp, dp = (self.cport, self.sport) if client else (self.sport, self.cport)
-        ip = IPv6(src=src, dst=dst) if self.v6 else IP(src=src, dst=dst)
-        own, other = (self.cseq, self.sseq) if client else (self.sseq, self.cseq)
-        pkt = ip / TCP(sport=sp, dport=dp, flags=flags, seq=own if seq is None else seq,
-                       ack=(other if ack is None else ack) if "A" in flags else 0)
-        if data:
-            pkt = pkt / Raw(data)
-        self.t += 0.001
-        pkt.time = self.t
-        if keep:
-            self.pkts.append(pkt)
-        return pkt
-
-    def handshake(self) -> Flow:
-        self.packet(True, "S")
-        self.cseq += 1
-        self.packet(False, "SA")
-        self.sseq += 1
-        self.packet(True, "A")
-        return self
-
-    def send(self, client: bool, data: bytes, *, mss: int = 65000, ack: bool = True) -> list[Packet]:
-        """Send `data` in segments of at most `mss`; the peer ACKs if asked."""
-        out = []
-        for i in range(0, len(data), mss):
-            out.append(self.packet(client, "PA", data[i:i + mss]))
-            if client:
-                self.cseq += len(data[i:i + mss])
-            else:
-                self.sseq += len(data[i:i + mss])
-        if ack:
-            self.packet(not client, "A")
-        return out
-
-    def close(self) -> Flow:
-        self.packet(True, "FA")
-        self.cseq += 1
-        self.packet(False, "FA")
-        self.sseq += 1
-        self.packet(True, "A")
-        return self
-
-
-MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
-
-
-def ether(pkts: list[Packet]) -> list[Packet]:
-    out = []
-    for p in pkts:
-        e = Ether(src=MAC1, dst=MAC2) / p
-        e.time = p.time
-        out.append(e)
-    return out
-
-
-def write(path: Path, pkts: list[Packet], link: str = "ether") -> Path:
-    """Write IP packets with a given link layer, in pcap (or pcapng for `*ng`)."""
-    wrap: dict[str, Callable[[Packet], Packet]] = {
-        # Explicit MACs: otherwise scapy tries neighbour discovery for IPv6 (seconds).
-        "ether": lambda p: Ether(src=MAC1, dst=MAC2) / p,
-        "vlan": lambda p: Ether(src=MAC1, dst=MAC2) / Dot1Q(vlan=7) / p,
-        "sll": lambda p: CookedLinux(proto=0x86DD if p.version == 6 else 0x0800) / p,
-        "sll2": lambda p: CookedLinuxV2(proto=0x86DD if p.version == 6 else 0x0800) / p,
-        "null": lambda p: Loopback(type=24 if p.version == 6 else 2) / p,
-        "raw": lambda p: p,
-    }
-    framed = []
-    for p in pkts:
-        f = wrap[link.removesuffix("ng")](p)
-        f.time = p.time
-        framed.append(f)
-    if link.endswith("ng"):
-        wrpcapng(str(path), framed)
-    else:
-        wrpcap(str(path), framed, linktype=101 if link == "raw" else None)
-    return path
-
-
-REQ1 = b"GET /users/1?full=1 HTTP/1.1\r\nHost: api.test\r\nX-Dup: a\r\nX-Dup: b\r\n\r\n"
-RESP1 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"id\": 1}\r\n"
-REQ2 = b"POST /orders HTTP/1.1\r\nHost: api.test\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
-RESP2 = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
-
-
-def simple(flow: Flow) -> Flow:
-    flow.handshake()
-    flow.send(True, REQ1)
-    flow.send(False, RESP1)
-    flow.send(True, REQ2)
-    flow.send(False, RESP2)
-    return flow.close()
-
-
-def assert_simple(exchanges: list[Exchange]) -> None:
-    assert [(e.request.method, e.request.target) for e in exchanges] == [
-        ("GET", "/users/1?full=1"), ("POST", "/orders")]
-    first, second = exchanges
-    assert first.request.headers == (("Host", "api.test"), ("X-Dup", "a"), ("X-Dup", "b"))
-    assert first.recorded is not None and first.recorded.status == 200
-    assert first.recorded.body == RESP1.split(b"\r\n\r\n", 1)[1]
-    assert second.request.body == REQ2.split(b"\r\n\r\n", 1)[1]
-    assert second.recorded is not None and (second.recorded.status, second.recorded.body) == (201, b"ok")
-    assert all(not e.marks for e in exchanges)
 
 
 # -- real captures ------------------------------------------------------------------------
@@ -178,7 +51,7 @@ def assert_simple(exchanges: list[Exchange]) -> None:
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
 def test_tcpdump_fixture_matches_what_the_recipe_sent(path: Path) -> None:
     exchanges, stats = read_all(path)
-    sent = _recipe().expected_requests()
+    sent = recipe().expected_requests()
     assert [(e.request.method, e.request.target) for e in exchanges] == sent
     assert [e.id for e in exchanges] == [f"pcap-{i}" for i in range(len(sent))]
     assert all(e.recorded is not None and e.recorded.status == 200 and not e.marks
@@ -187,20 +60,13 @@ def test_tcpdump_fixture_matches_what_the_recipe_sent(path: Path) -> None:
     assert by_target[("GET", "/stream")].recorded.body == b"part 0\npart 1\npart 2\n"  # type: ignore[union-attr]
     assert by_target[("HEAD", "/items/9")].recorded.body == b""  # type: ignore[union-attr]
     uploads = [e for e in exchanges if e.request.method == "POST"]
-    assert [len(e.request.body) for e in uploads] == [15, len(_recipe().UPLOAD), len(_recipe().UPLOAD)]
+    assert [len(e.request.body) for e in uploads] == [15, len(recipe().UPLOAD), len(recipe().UPLOAD)]
     assert all(e.seen_at > 1.6e9 and 0 < e.recorded.elapsed_s < 5  # type: ignore[union-attr]
                for e in exchanges)
     assert stats["requests"] == stats["responses"] == len(sent)
-    assert stats["connections"] == len(_recipe().curl_runs("", "")) + 1
+    assert stats["connections"] == len(recipe().curl_runs("", "")) + 1
     assert stats["skipped_packets"] == stats["incomplete"] == stats["skipped_bytes"] == 0
 
-
-def test_fixture_holds_an_interim_100_continue_that_is_skipped() -> None:
-    data = FIXTURES[0].read_bytes()
-    assert b"HTTP/1.1 100 Continue" in data  # the recipe's Expect: 100-continue upload
-    exchanges, _ = read_all(FIXTURES[0])
-    statuses = [e.recorded.status for e in exchanges if e.recorded is not None]
-    assert 100 not in statuses and len(statuses) == len(exchanges)
 
 
 def _tshark_uris(tshark: str, path: Path, port: int) -> list[str]:
@@ -232,12 +98,13 @@ def test_fresh_tcpdump_capture_of_curl_matches_tshark(tmp_path: Path) -> None:
             pytest.fail("SHADOWDIFF_REQUIRE_INTEGRATION=1 but capturing on lo needs root")
         pytest.skip("capturing on lo needs root")
     out = tmp_path / "fresh.pcap"
-    port = _recipe().record(out)
+    port = recipe().record(out)
     exchanges, stats = read_all(out, ports=[port])
     uris = _tshark_uris(tshark, out, port)
-    assert len(exchanges) == len(uris) == len(_recipe().expected_requests())
+    assert len(exchanges) == len(uris) == len(recipe().expected_requests())
     assert [e.request.target for e in exchanges] == uris
     assert stats["responses"] == len(exchanges) and stats["incomplete"] == 0
+
 
 
 # -- link layers and IP versions ----------------------------------------------------------
@@ -275,15 +142,6 @@ def test_seen_at_is_the_request_first_packet_and_elapsed_runs_to_response_end(tm
 
 
 # -- TCP reassembly -----------------------------------------------------------------------
-
-
-def _segmented(mss: int) -> Flow:
-    flow = Flow().handshake()
-    flow.send(True, REQ1, mss=mss)
-    flow.send(False, RESP1, mss=mss)
-    flow.send(True, REQ2, mss=mss)
-    flow.send(False, RESP2, mss=mss)
-    return flow.close()
 
 
 def test_small_segments(tmp_path: Path) -> None:
@@ -409,78 +267,6 @@ def test_rst_ends_the_connection(tmp_path: Path) -> None:
     assert stats["no_response"] == 1
 
 
-# -- HTTP ---------------------------------------------------------------------------------
-
-
-def test_pipelined_requests_pair_in_order(tmp_path: Path) -> None:
-    flow = Flow().handshake()
-    flow.send(True, REQ1 + REQ2 + REQ1)
-    flow.send(False, RESP1 + RESP2 + RESP1)
-    flow.close()
-    exchanges, _ = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert [(e.request.target, e.recorded.status) for e in exchanges] == [  # type: ignore[union-attr]
-        ("/users/1?full=1", 200), ("/orders", 201), ("/users/1?full=1", 200)]
-
-
-def test_chunked_response_and_trailer(tmp_path: Path) -> None:
-    resp = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
-    flow = Flow().handshake()
-    flow.send(True, REQ1)
-    flow.send(False, resp, mss=11)
-    flow.send(True, REQ1)
-    flow.send(False, RESP1)
-    flow.close()
-    exchanges, _ = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert exchanges[0].recorded is not None and exchanges[0].recorded.body == b"hello world"
-    assert exchanges[1].recorded is not None and exchanges[1].recorded.status == 200
-
-
-def test_expect_100_continue(tmp_path: Path) -> None:
-    head = b"PUT /blob HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
-    flow = Flow().handshake()
-    flow.send(True, head)
-    flow.send(False, b"HTTP/1.1 100 Continue\r\n\r\n")
-    flow.send(True, b"data")
-    flow.send(False, RESP2)
-    flow.close()
-    (ex,), _ = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert ex.request.body == b"data" and ex.recorded is not None
-    assert ex.recorded.status == 201 and not ex.marks
-
-
-def test_head_response_has_no_body_and_close_delimited_response(tmp_path: Path) -> None:
-    flow = Flow().handshake()
-    flow.send(True, b"HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n")
-    flow.send(False, b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n")
-    flow.send(True, b"GET /old HTTP/1.0\r\n\r\n")
-    flow.send(False, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
-    flow.close()
-    exchanges, _ = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert [e.recorded.body for e in exchanges] == [b"", b"until close"]  # type: ignore[union-attr]
-    assert all(not e.marks for e in exchanges)
-
-
-def test_close_delimited_response_without_fin_is_incomplete(tmp_path: Path) -> None:
-    flow = Flow().handshake()
-    flow.send(True, b"GET /old HTTP/1.0\r\n\r\n")
-    flow.send(False, b"HTTP/1.0 200 OK\r\n\r\npartial")
-    (ex,), _ = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert ex.marks == ("incomplete",) and ex.recorded is None
-
-
-def test_request_without_response(tmp_path: Path) -> None:
-    flow = Flow().handshake()
-    flow.send(True, REQ1)
-    flow.send(False, RESP1)
-    flow.send(True, REQ2)
-    flow.close()
-    exchanges, stats = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert [e.marks for e in exchanges] == [(), ("no_response",)]
-    assert exchanges[1].request.body == b'{"a":1}'
-    assert (stats["requests"], stats["responses"], stats["no_response"]) == (2, 1, 1)
-
-
 def test_ids_follow_request_start_across_connections(tmp_path: Path) -> None:
     a, b = Flow(cport=40001, t0=100.0), Flow(cport=40002, t0=100.0005)
     a.handshake()
@@ -511,6 +297,7 @@ def test_idle_connections_are_flushed(tmp_path: Path) -> None:
     assert seen == ["/users/1?full=1", "/orders"]
 
 
+
 def test_non_http_and_filtered_traffic_is_counted(tmp_path: Path) -> None:
     tls = Flow(cport=40001, sport=443).handshake()
     tls.send(True, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(300))
@@ -526,14 +313,6 @@ def test_non_http_and_filtered_traffic_is_counted(tmp_path: Path) -> None:
     assert only == [] and stats["skipped_packets"] == len(web.pkts)
 
 
-def test_garbage_between_messages_is_skipped(tmp_path: Path) -> None:
-    flow = Flow().handshake()
-    flow.send(True, b"NOT HTTP AT ALL\r\n\r\n" + REQ1)
-    flow.send(False, RESP1)
-    flow.close()
-    exchanges, stats = read_all(write(tmp_path / "c.pcap", flow.pkts))
-    assert [e.request.target for e in exchanges] == ["/users/1?full=1"]
-    assert exchanges[0].recorded is not None and stats["skipped_bytes"] > 0
 
 
 # -- the file layer -----------------------------------------------------------------------
@@ -607,8 +386,63 @@ def test_corrupt_record_length_is_a_capture_error(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[24 + 8:24 + 12] = (10 ** 9).to_bytes(4, "little")  # first record's caplen
     path.write_bytes(bytes(data))
-    with pytest.raises(CaptureError, match="packet 1, byte offset 24"):
+    with pytest.raises(CaptureError, match="packet 1, byte 24:"):
         list(read_pcap(path))
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _gzip_cut_inside_the_deflate_data() -> bytes:
+    whole = gzip.compress((DATA / "curl_lo.pcap").read_bytes())
+    return whole[:40] + bytes(64)  # header + some blocks, then a broken one
+
+
+_FAILING_FILES = {
+    "gzip-magic-only": b"\x1f\x8b",
+    "gzip-not-deflate": b"\x1f\x8b\x08\x00" + bytes(6) + b"\xff" * 40,
+    "gzip-cut-header": gzip.compress(b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00")[:-9],
+    "gzip-corrupt-stream": _gzip_cut_inside_the_deflate_data(),
+    "pcap-short-header": b"\xd4\xc3\xb2\xa1\x02\x00",
+    "pcap-link-type-147": b"\xd4\xc3\xb2\xa1" + bytes(12) + b"\xff\xff\x00\x00\x93\x00\x00\x00",
+    "pcapng-bad-byte-order": b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00XXXX" + bytes(16),
+    "pcapng-short": b"\x0a\x0d\x0d\x0a\x1c\x00",
+}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files via /proc")
+@pytest.mark.parametrize("name", list(_FAILING_FILES))
+def test_every_failing_open_closes_the_file(tmp_path: Path, name: str) -> None:
+    # Regression: a file that passed the sniff but failed later in opening stayed open
+    # (a ResourceWarning, an error under filterwarnings=error, in the deep fuzz profile).
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(_FAILING_FILES[name])
+    before = _open_fds()
+    with pytest.raises(CaptureError) as info:
+        list(read_exchanges(path, fmt="pcap"))
+    assert info.value.source == str(path) and info.value.position
+    assert _open_fds() == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files via /proc")
+def test_abandoned_or_failing_iteration_closes_the_file(tmp_path: Path) -> None:
+    before = _open_fds()
+    it = read_pcap(FIXTURES[0])
+    next(it)
+    assert _open_fds() == before + 1
+    it.close()  # what a consumer that stops early (or its garbage collection) does
+    assert _open_fds() == before
+    path = tmp_path / "c.pcap"
+    data = bytearray(FIXTURES[0].read_bytes())
+    pos = 24
+    for _ in range(20):  # the 21st record's caplen becomes impossible
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    data[pos + 8:pos + 12] = (10 ** 9).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CaptureError, match=f"packet 21, byte {pos}:"):
+        list(read_pcap(path))
+    assert _open_fds() == before
 
 
 def test_import_pcap_writes_a_capture_with_stats(tmp_path: Path) -> None:

@@ -1,17 +1,21 @@
 """Capture stage, pcap importer, layer 3: two TCP byte streams -> paired HTTP/1.x messages.
 
 `tcp.py` delivers each direction of a connection in order; here a `RequestReader` and a
-`ResponseReader` cut those bytes into messages with h11's parser and an `HttpSession`
-pairs responses with requests in order. Finished pairs go to the `Orderer` (`order.py`),
-which numbers them by request start.
+`ResponseReader` cut those bytes into messages with llhttp (the C parser of Node.js, via
+httptools) and an `HttpSession` pairs responses with requests in order. Finished pairs go
+to the `Orderer` (`order.py`), which numbers them by request start.
 
-We drive h11's reader layer (`h11._readers`, `h11._receivebuffer`; h11 is pinned below
-0.15 in pyproject.toml) rather than `h11.Connection`: the same parsing and validation,
-without the per-event state machine that cost ~62 us per exchange against ~34 us here
-(measured on a 1 KB response), and without Connection's refusal to look at a pipelined
-request before the previous response is sent. Each message still goes through h11's
-request/status-line regexes, header validation and body framing rules (Content-Length,
-chunked, HEAD, 204/304, read-until-close).
+Why llhttp: h11's reader layer cost ~34 us per exchange, most of the importer's time;
+llhttp parses a message in a few microseconds and does the same validation and body
+framing (Content-Length, chunked, 204/304, 1xx, read-until-close).
+
+llhttp streams and never says at which byte a message ended, and a response to HEAD must
+be cut short at its head (a HEAD answer may announce a Content-Length it does not send).
+So requests, and responses while a HEAD (or CONNECT) answer is due, are fed in pieces cut
+after every CRLFCRLF: every head and every chunked body ends at a piece end, so a HEAD
+answer is ended exactly there, and after a parse error the stream is scanned again from
+just after the failed message's start (where the previous one ended). A callback that
+raises is a bug, re-raised as such, never mistaken for bad input.
 
 Streams that do not start at a message boundary (connection seen mid-way, after a gap,
 after a parse error) are scanned for the next request or status line; the bytes passed
@@ -22,21 +26,16 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any
 
-import h11
-from h11._connection import _body_framing
-from h11._readers import (
-    ChunkedReader,
-    ContentLengthReader,
-    Http10Reader,
-    _decode_header_lines,
-    request_line_re,
-    status_line_re,
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+    HttpResponseParser,
 )
-from h11._receivebuffer import ReceiveBuffer
 
-from shadowdiff.capture.order import Orderer, Pending
+from shadowdiff.capture.order import ABSENT, COMPLETE, INCOMPLETE, Orderer, Pending, _append
 from shadowdiff.capture.tcp import HALF, MASK, Counters
 
 #: Largest header block we wait for (h11.Connection's default is 16 KiB).
@@ -45,329 +44,346 @@ MAX_HEAD = 64 * 1024
 _MAX_SCAN_TAIL = 8 * 1024
 _REQUEST_START = re.compile(rb"(?m)^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} [\x21-\x7e]+ HTTP/1\.[01]\r?$")
 _RESPONSE_START = re.compile(rb"(?m)^HTTP/1\.[01] [1-5][0-9][0-9][^\r\n]*\r?$")
-# What h11 raises on bad input; its body-framing code also asserts on impossible headers.
-_PARSE_ERRORS = (h11.ProtocolError, ValueError, AssertionError)
-_BODY_READERS: dict[str, Any] = {"chunked": ChunkedReader, "content-length": ContentLengthReader,
-                                 "http/1.0": Http10Reader}
+_HEAD_END = b"\r\n\r\n"
+_CR, _LF = 13, 10
+_OWS = b" \t"
+#: Requests whose answer is cut at its head, whatever its framing headers say.
+_NO_BODY_ANSWER = frozenset({"HEAD", "CONNECT"})
 
 
-def _read_head(buf: ReceiveBuffer, line_re: re.Pattern[bytes], what: str) -> list[bytearray] | None:
-    """The lines of the next header block; leading empty lines are skipped (RFC 9112 2.2)."""
-    for _ in range(8):
-        lines = buf.maybe_extract_lines()
-        if lines is None:
-            if len(buf) > MAX_HEAD:
-                raise h11.LocalProtocolError(f"{what} head longer than {MAX_HEAD} bytes")
-            return None
-        if lines:
-            if line_re.fullmatch(lines[0]) is None:
-                raise h11.LocalProtocolError(f"illegal {what} line")
-            return lines
-    raise h11.LocalProtocolError("too many empty lines")
-
-
-def read_request(buf: ReceiveBuffer) -> h11.Request | None:
-    """h11's request head parser, tolerant of blank lines between messages."""
-    lines = _read_head(buf, request_line_re, "request")
-    if lines is None:
-        return None
-    matches = request_line_re.fullmatch(lines[0]).groupdict()  # type: ignore[union-attr]
-    return h11.Request(headers=list(_decode_header_lines(lines[1:])), _parsed=True, **matches)
-
-
-def read_response(buf: ReceiveBuffer) -> h11.Response | h11.InformationalResponse | None:
-    """h11's status line and header parser."""
-    lines = _read_head(buf, status_line_re, "status")
-    if lines is None:
-        return None
-    m = status_line_re.fullmatch(lines[0]).groupdict()  # type: ignore[union-attr]
-    status = int(m["status_code"])
-    cls = h11.InformationalResponse if status < 200 else h11.Response
-    return cls(headers=list(_decode_header_lines(lines[1:])), _parsed=True, status_code=status,
-               reason=m["reason"] or b"", http_version=m["http_version"] or b"1.1")
+def _framed_by_close(headers: list[tuple[str, str]]) -> bool:
+    """Whether a response body runs to the end of the connection (no length, not chunked)."""
+    for name, value in headers:
+        low = name.lower()
+        if low == "content-length":
+            return False
+        if low == "transfer-encoding" and value.lower().rstrip().endswith("chunked"):
+            return False
+    return True
 
 
 class _Reader:
-    """Shared machinery of one direction: buffering, resynchronising, gaps."""
+    """Shared machinery of one direction: feeding llhttp, resynchronising, gaps.
 
-    __slots__ = ("session", "counters", "buf", "synced", "scan", "line_start", "body",
-                 "end_seq", "ack", "dead", "max_body", "rescan")
+    Positions are offsets in the direction's byte stream (`base` is where the next
+    delivery starts); `seq_base` turns one back into a TCP sequence number.
+    """
+
+    __slots__ = ("session", "counters", "parser", "synced", "scan", "scan_pos", "line_start",
+                 "dead", "max_body", "ack", "ts", "base", "seq_base", "piece_start",
+                 "piece_end", "msg_start", "head_open", "hdrs", "tail", "reset")
     _start: re.Pattern[bytes] = _REQUEST_START
 
     def __init__(self, session: HttpSession, synced: bool) -> None:
         self.session = session
         self.counters: Counters = session.counters
-        self.buf = ReceiveBuffer()
+        self.parser = self._new_parser() if synced else None
         self.synced = synced
         self.scan = bytearray()
+        self.scan_pos = 0
         self.line_start = True  # whether scan[0] may begin a message
-        self.body: Any = None
-        self.end_seq = 0
-        self.ack: int | None = None
         self.dead = False  # after a protocol switch: nothing more here is HTTP/1
         self.max_body = session.max_body
-        self.rescan = False
+        self.ack: int | None = None
+        self.ts = 0.0
+        self.base = self.seq_base = self.piece_start = self.piece_end = self.msg_start = 0
+        self.head_open = False  # a message has begun and its head is not complete yet
+        self.hdrs: list[tuple[str, str]] = []
+        self.tail = b""  # the last 3 bytes of the previous delivery (a CRLFCRLF may span it)
+        self.reset = False  # the parser must be replaced at the end of this piece
+
+    def _new_parser(self) -> HttpRequestParser | HttpResponseParser:
+        raise NotImplementedError
 
     def feed(self, data: bytes, ts: float, seq: int, ack: int | None) -> None:
-        self.end_seq = (seq + len(data)) & MASK
-        self.ack = ack
+        """In-order bytes of this direction, starting at sequence number `seq`."""
+        pos = self.base
+        self.base = pos + len(data)
+        self.seq_base = (seq - pos) & MASK
+        self.ack, self.ts = ack, ts
         if self.dead:
             self.counters.skipped_bytes += len(data)
             return
-        # A loop, not recursion: each failed parse leaves the rest to rescan (`rescan`).
-        while True:
+        # A loop, not recursion: a parse error hands back the rest to scan again.
+        while data:
             if not self.synced:
-                data = self._resync(data)
+                data, pos = self._resync(data, pos)
                 if not data:
-                    return
-            self.buf += data
-            data = b""
-            self._pump(ts)
-            if not self.rescan:
-                return
-            self.rescan = False
+                    break
+            data, pos = self._parse(data, pos)
+        if self.head_open and self.base - self.msg_start > MAX_HEAD:
+            self._desync_all()  # a head that never ends: do not buffer it forever
 
-    def _resync(self, data: bytes) -> bytes:
-        """Scan for a message start; return the bytes from there on (b"" if none yet)."""
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp keeps trailing whitespace in values; RFC 9112 says it is not part of them.
+        # Decoded here (latin-1 keeps every byte): cheaper than a second pass later.
+        self.hdrs.append((name.decode("latin-1"), value.rstrip(_OWS).decode("latin-1")))
+
+    def _cut(self, data: bytes, i: int) -> int:
+        """Where the piece starting at data[i] ends: after the next CRLFCRLF, or at the end."""
+        if i == 0 and data[0] in (_CR, _LF) and self.tail:  # CRLFCRLF split by a delivery
+            k = (self.tail + data[:3]).find(_HEAD_END)
+            if k >= 0:
+                return k + 4 - len(self.tail)
+        k = data.find(_HEAD_END, i)
+        return k + 4 if k >= 0 else len(data)
+
+    def _parse(self, data: bytes, pos: int) -> tuple[bytes, int]:
+        """Feed llhttp piece by piece; returns what to scan again after an error (or b"")."""
+        n, i = len(data), 0
+        feed = self.parser.feed_data  # type: ignore[union-attr]
+        while i < n:
+            j = self._cut(data, i)
+            self.piece_start, self.piece_end = pos + i, pos + j
+            try:
+                feed(data if j - i == n else memoryview(data)[i:j])
+            except HttpParserUpgrade as exc:
+                # Upgrade or CONNECT: a 101 (or 2xx to CONNECT) has made the session dead;
+                # otherwise parsing goes on after the message, as llhttp allows.
+                j = i + int(exc.args[0])
+            except HttpParserCallbackError as exc:
+                raise exc.__context__ or exc  # a bug of ours, not bad input: do not hide it
+            except HttpParserError:
+                return self._failed(data, pos)
+            if self.dead:
+                self.counters.skipped_bytes += n - j
+                return b"", 0
+            if self.reset:
+                self.reset = False
+                self.parser = self._new_parser()
+                feed = self.parser.feed_data
+            i = j
+        self.tail = data[-3:]
+        return b"", 0
+
+    def _failed(self, data: bytes, pos: int) -> tuple[bytes, int]:
+        """The bytes at hand do not parse: drop the message and scan from just after its start.
+
+        llhttp cannot say where in the piece it failed, but the failed message began at
+        `msg_start` (where the last one ended): the scan resumes one byte later, so the
+        same failed start is not tried again.
+        """
+        self._abort()
+        self.head_open = False
+        start = self.msg_start + 1
+        if start > self.piece_end:  # the last message ended inside this piece
+            start = self.piece_end
+        resume = max(start, pos)
+        self.counters.skipped_bytes += resume - self.msg_start
+        self._lost()
+        self.synced, self.parser = False, None
+        self.scan.clear()
+        rest = data[resume - pos:]
+        before = data[resume - pos - 1] if resume > pos else self.tail[-1] if self.tail else _LF
+        self.line_start = before == _LF
+        self.msg_start = resume
+        return rest, resume
+
+    def _resync(self, data: bytes, pos: int) -> tuple[bytes, int]:
+        """Scan for a message start; the bytes from there on and their position (b"" if none)."""
         scan = self.scan
-        if scan and data and self._start.match(data):
+        if scan and self._start.match(data):
             # Messages usually begin at a segment boundary: do not let a partial line
             # left over from before hide this one.
             self.counters.skipped_bytes += len(scan)
             scan.clear()
             self.line_start = True
+        if not scan:
+            self.scan_pos = pos
         scan += data
         m = self._start.search(scan, 0 if self.line_start else 1)
         if m is not None:
             self.counters.skipped_bytes += m.start()
+            at = self.scan_pos + m.start()
             rest = bytes(scan[m.start():])
             scan.clear()
-            self.synced = True
-            return rest
+            self.synced, self.parser = True, self._new_parser()
+            self.msg_start, self.tail, self.head_open = at, b"", False
+            return rest, at
         cut = scan.rfind(b"\n") + 1
         if len(scan) - cut > _MAX_SCAN_TAIL:
             cut, self.line_start = len(scan), False
         elif cut:
             self.line_start = True
         self.counters.skipped_bytes += cut
+        self.scan_pos += cut
         del scan[:cut]
-        return b""
+        return b"", 0
 
-    def _desync(self, ts: float, consumed: int) -> None:
-        """The bytes at hand do not parse: drop the message and look for the next one.
+    def _desync_all(self) -> None:
+        """Give up on the message in progress and wait for the next message start."""
+        self._drop(self.base - self.msg_start if self.head_open else 0)
+        self.msg_start = self.base
+        self._lost()
 
-        `consumed` is how many bytes the parser took before failing; if any, what is left
-        starts after a line and may begin a message, else its first byte is dropped so
-        the same failed start is not tried again.
-        """
-        self._abort(ts)
-        leftover = bytes(self.buf)
-        self.buf = ReceiveBuffer()
-        self.synced = False
+    def _drop(self, skipped: int) -> None:
+        self._abort()
+        self.counters.skipped_bytes += skipped + len(self.scan)
         self.scan.clear()
-        self.counters.skipped_bytes += consumed
-        if leftover and not consumed:
-            self.counters.skipped_bytes += 1
-            leftover = leftover[1:]
-        self.line_start = consumed > 0
-        if leftover:
-            self.scan += leftover
-            self.rescan = True
+        self.head_open = False
+        self.synced, self.parser, self.line_start, self.tail = False, None, True, b""
 
     def gap(self, ts: float) -> None:
         """Missing bytes: the message in progress is incomplete; resume at a message start."""
-        self._abort(ts)
-        self.counters.skipped_bytes += len(self.buf) + len(self.scan)
-        self.buf = ReceiveBuffer()
-        self.scan.clear()
-        self.synced, self.line_start = False, True
+        self.ts = ts
+        self._desync_all()
 
     def eof(self, ts: float) -> None:
-        self._end(ts, clean=True)
+        """The sender's FIN: a message still open ends here (read-until-close) or is cut."""
+        self.ts = ts
+        self._end(clean=True)
 
     def close(self, ts: float) -> None:
-        self._end(ts, clean=False)
+        """The stream ends without a FIN: a message still open is incomplete."""
+        self.ts = ts
+        self._end(clean=False)
 
-    def _end(self, ts: float, clean: bool) -> None:
-        self._abort(ts)
-        self.counters.skipped_bytes += len(self.buf) + len(self.scan)
-        self.buf = ReceiveBuffer()
-        self.scan.clear()
+    def _end(self, clean: bool) -> None:
+        self._drop(self.base - self.msg_start if self.head_open else 0)
 
-    def _pump(self, ts: float) -> None:
+    def _abort(self) -> None:
         raise NotImplementedError
 
-    def _abort(self, ts: float) -> None:
-        raise NotImplementedError
+    def _lost(self) -> None:
+        """Bytes of this direction went missing or could not be read."""
 
 
 class RequestReader(_Reader):
     """Client -> server bytes: requests."""
 
-    __slots__ = ("cur", "ticket", "start_ts", "start_seq")
+    __slots__ = ("cur", "url")
 
     def __init__(self, session: HttpSession, synced: bool) -> None:
-        super().__init__(session, synced)
         self.cur: Pending | None = None
-        self.ticket: int | None = None
-        self.start_ts = 0.0
-        self.start_seq = 0
+        self.url = b""
+        super().__init__(session, synced)
 
-    def _pump(self, ts: float) -> None:
-        buf = self.buf
-        while buf:
-            if self.cur is None and not self._head(ts):
-                return
-            cur = self.cur
-            assert cur is not None
-            before = len(buf)
-            try:
-                ev = self.body(buf)
-            except _PARSE_ERRORS:
-                self._desync(ts, before - len(buf))
-                return
-            if ev is None:
-                return
-            if type(ev) is h11.Data:
-                cur.add_request_body(ev.data, self.max_body)
-                continue
-            self.cur = None
-            self.session.request_done(cur, 1)
-        if self.cur is not None and type(self.body) is ContentLengthReader:
-            # A body that ends exactly at a packet boundary: collect EndOfMessage now.
-            ev = self.body(buf)
-            if type(ev) is h11.EndOfMessage:
-                cur, self.cur = self.cur, None
-                self.session.request_done(cur, 1)
+    def _new_parser(self) -> HttpRequestParser:
+        parser = HttpRequestParser(self)
+        # A passive reader takes what follows `Connection: close` too; the peer decides.
+        parser.set_dangerous_leniencies(lenient_keep_alive=True)
+        return parser
 
-    def _head(self, ts: float) -> bool:
-        """Parse the next request head; False when more data is needed (or it failed)."""
-        if self.ticket is None:
-            self.ticket = self.session.orderer.issue()
-            self.start_ts = ts
-            self.start_seq = (self.end_seq - len(self.buf)) & MASK
-        before = len(self.buf)
-        try:
-            ev = read_request(self.buf)
-            if ev is None:
-                return False
-            kind, args = _body_framing(ev.method, ev)
-            self.body = _BODY_READERS[kind](*args)
-        except _PARSE_ERRORS:
-            self._desync(ts, before - len(self.buf))
-            return False
-        self.cur = Pending(self.ticket, self.start_ts, self.start_seq, ev)
-        self.ticket = None
-        self.session.request_head(self.cur)
-        return True
+    # -- llhttp callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        # The ticket is taken at the first byte, so ids follow request start.
+        self.cur = Pending(self.session.orderer.issue(), self.ts,
+                           (self.seq_base + self.piece_start) & MASK)
+        self.url, self.hdrs, self.head_open = b"", [], True
 
-    def _abort(self, ts: float) -> None:
-        if self.cur is not None:
-            cur, self.cur = self.cur, None
-            self.session.request_done(cur, 2)
-        elif self.ticket is not None:
-            self.session.orderer.cancel(self.ticket)
-        self.ticket = None
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_headers_complete(self) -> None:
+        cur = self.cur
+        assert cur is not None and self.parser is not None
+        cur.method = self.parser.get_method().decode("ascii")
+        cur.target, cur.headers = self.url.decode("latin-1"), self.hdrs
+        self.hdrs, self.head_open = [], False  # trailers, if any, go to a list nobody reads
+        self.session.request_head(cur)
+
+    def on_body(self, body: bytes) -> None:
+        self.cur.add_request_body(body, self.max_body)  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        cur, self.cur = self.cur, None
+        self.msg_start = self.piece_end
+        if cur is not None:
+            self.session.request_done(cur, COMPLETE)
+
+    # -- ends ----------------------------------------------------------------------------
+    def _abort(self) -> None:
+        cur, self.cur = self.cur, None
+        if cur is None:
+            return
+        if cur.method:
+            self.session.request_done(cur, INCOMPLETE)
+        else:
+            self.session.orderer.cancel(cur.ticket)  # type: ignore[arg-type]
 
 
 class ResponseReader(_Reader):
     """Server -> client bytes: responses, each paired with the oldest unanswered request."""
 
-    __slots__ = ("cur", "msg_ack", "in_message")
+    __slots__ = ("cur", "msg_ack", "reason")
     _start = _RESPONSE_START
 
     def __init__(self, session: HttpSession, synced: bool) -> None:
-        super().__init__(session, synced)
         self.cur: Pending | None = None
         self.msg_ack: int | None = None
-        self.in_message = False
+        self.reason = b""
+        super().__init__(session, synced)
 
-    def _pump(self, ts: float) -> None:
-        buf = self.buf
-        while buf and not self.dead:
-            if not self.in_message:
-                self.in_message, self.msg_ack = True, self.ack
-            if self.cur is None and not self._head(ts):
-                return
-            cur = self.cur
-            assert cur is not None
-            before = len(buf)
-            try:
-                ev = self.body(buf)
-            except _PARSE_ERRORS:
-                self._desync(ts, before - len(buf))
-                return
-            if ev is None:
-                return
-            if type(ev) is h11.Data:
-                cur.add_response_body(ev.data, self.max_body)
-                continue
-            self._done(ts, 1)
-        if self.cur is not None and type(self.body) is ContentLengthReader:
-            if type(self.body(buf)) is h11.EndOfMessage:
-                self._done(ts, 1)
+    def _new_parser(self) -> HttpResponseParser:
+        parser = HttpResponseParser(self)
+        parser.set_dangerous_leniencies(lenient_keep_alive=True)
+        return parser
 
-    def _head(self, ts: float) -> bool:
-        while True:
-            before = len(self.buf)
-            try:
-                ev = read_response(self.buf)
-            except _PARSE_ERRORS:
-                self._desync(ts, before - len(self.buf))
-                return False
-            if ev is None:
-                return False
-            if type(ev) is not h11.InformationalResponse:
-                break
-            # 100 Continue and friends: the real answer follows.
-            if ev.status_code == 101:  # an answer, after which nothing is HTTP/1
-                pending = self.session.take_request(self.msg_ack)
-                if pending is not None:
-                    pending.set_response_head(ev)
-                    self.session.response_done(pending, 1, ts)
-                self.session.switched()
-                return False
-            self.in_message = bool(self.buf)
-            if not self.in_message:
-                return False
-        pending = self.session.take_request(self.msg_ack)
-        method = pending.method if pending is not None else b"GET"
-        try:
-            kind, args = _body_framing(method, ev)
-            self.body = _BODY_READERS[kind](*args)
-        except _PARSE_ERRORS:
-            if pending is not None:  # it answered this request, even if unreadably
-                pending.set_response_head(ev)
-                self.session.response_done(pending, 2, ts)
-            self._desync(ts, max(1, before - len(self.buf)))
-            return False
-        self.cur = pending if pending is not None else Pending.orphan(self.counters)
-        self.cur.set_response_head(ev)
-        return True
+    def _cut(self, data: bytes, i: int) -> int:
+        # Only an answer to HEAD (or CONNECT) must stop at its head: cut only when one is due.
+        return super()._cut(data, i) if self.session.heads else len(data)
 
-    def _done(self, ts: float, state: int) -> None:
-        cur, self.cur = self.cur, None
-        self.in_message = False
-        if cur is not None:
-            self.session.response_done(cur, state, ts)
+    # -- llhttp callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.msg_ack, self.reason, self.hdrs, self.head_open = self.ack, b"", [], True
 
-    def _end(self, ts: float, clean: bool) -> None:
-        if clean and self.cur is not None and type(self.body) is Http10Reader:
-            self._done(ts, 1)  # read-until-close body: the FIN ends it
-        super()._end(ts, clean)
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
 
-    def _abort(self, ts: float) -> None:
+    def on_headers_complete(self) -> None:
+        self.head_open = False
+        status = self.parser.get_status_code()  # type: ignore[union-attr]
+        if status < 200 and status != 101:
+            return  # 100 Continue and friends: the real answer follows
+        session = self.session
+        pending = session.take_request(self.msg_ack)
+        cur = self.cur = pending if pending is not None else Pending(None, 0.0, 0)
+        cur.status, cur.reason, cur.resp_headers = status, self.reason.decode("latin-1"), self.hdrs
+        self.hdrs = []
+        if status == 101 or (cur.method == "CONNECT" and status < 300):
+            self._done(COMPLETE)  # an answer, after which nothing here is HTTP/1
+            session.switched()
+        elif cur.method == "HEAD":
+            # No body follows, whatever Content-Length says: end here, and let a fresh
+            # parser take the next piece (this one would wait for the announced body).
+            self._done(COMPLETE)
+            self.msg_start, self.reset = self.piece_end, True
+
+    def on_body(self, body: bytes) -> None:
+        cur = self.cur
+        if cur is None:
+            return
+        size = cur.resp_len + len(body)
+        if size > self.max_body:
+            cur.truncated = True  # the rest is dropped: memory stays bounded
+        elif cur.resp_len:
+            cur.resp_len, cur.resp_body = size, _append(cur.resp_body, body)
+        else:
+            cur.resp_len, cur.resp_body = size, body  # usually the one and only piece
+
+    def on_message_complete(self) -> None:
+        self.msg_start = self.piece_end
         if self.cur is not None:
-            self._done(ts, 2)
-        self.in_message = False
+            self._done(COMPLETE)
 
-    def _desync(self, ts: float, consumed: int) -> None:
-        # What failed to parse may have been an answer: do not shift the pairing.
-        super()._desync(ts, consumed)
-        self.session.response_lost()
+    # -- ends ----------------------------------------------------------------------------
+    def _done(self, state: int) -> None:
+        cur, self.cur = self.cur, None
+        if cur is not None:
+            self.session.response_done(cur, state, self.ts)
 
-    def gap(self, ts: float) -> None:
-        super().gap(ts)
+    def _end(self, clean: bool) -> None:
+        cur = self.cur
+        if clean and cur is not None and _framed_by_close(cur.resp_headers):
+            self._done(COMPLETE)  # read-until-close body: the FIN ends it
+        super()._end(clean)
+
+    def _abort(self) -> None:
+        if self.cur is not None:
+            self._done(INCOMPLETE)
+
+    def _lost(self) -> None:
+        # What went missing may have been an answer: do not shift the pairing.
         self.session.response_lost()
 
 
@@ -375,7 +391,7 @@ class HttpSession:
     """One TCP connection's HTTP exchanges: pairs responses with requests, in order."""
 
     __slots__ = ("orderer", "counters", "max_body", "unanswered", "client", "server",
-                 "messages")
+                 "messages", "heads")
 
     def __init__(self, orderer: Orderer, counters: Counters, mid_stream: bool,
                  max_body: int = 64 << 20) -> None:
@@ -384,6 +400,7 @@ class HttpSession:
         self.max_body = max_body
         self.unanswered: deque[Pending] = deque()
         self.messages = 0
+        self.heads = 0  # unanswered requests whose answer has no body: HEAD, CONNECT
         # A connection seen from its SYN starts at a message boundary; one seen mid-way
         # is scanned for the first request / status line.
         self.client = RequestReader(self, synced=not mid_stream)
@@ -392,10 +409,13 @@ class HttpSession:
     def request_head(self, pending: Pending) -> None:
         self.messages += 1
         self.unanswered.append(pending)
+        if pending.method in _NO_BODY_ANSWER:
+            self.heads += 1
 
     def request_done(self, pending: Pending, state: int) -> None:
         pending.req_state = state
-        self._settle(pending)
+        if pending.resp_state:
+            self.orderer.done(pending)
 
     def take_request(self, ack: int | None) -> Pending | None:
         """The request the response starting now answers, or None for an orphan.
@@ -408,6 +428,8 @@ class HttpSession:
         pending = self.unanswered[0]
         if ack is not None and not 0 < ((ack - pending.start_seq) & MASK) < HALF:
             return None
+        if pending.method in _NO_BODY_ANSWER:
+            self.heads -= 1
         return self.unanswered.popleft()
 
     def response_done(self, pending: Pending, state: int, ts: float) -> None:
@@ -415,29 +437,28 @@ class HttpSession:
         if pending.ticket is None:  # orphan: its request was not captured
             self.counters.orphan_responses += 1
             return
-        pending.finish_response(state, ts)
-        self._settle(pending)
+        pending.resp_state, pending.end_ts = state, ts
+        if pending.req_state:
+            self.orderer.done(pending)
 
     def response_lost(self) -> None:
         """Response bytes went missing: any unanswered request may have lost its answer."""
-        while self.unanswered:
-            pending = self.unanswered.popleft()
-            pending.finish_response(2, 0.0)
-            self._settle(pending)
+        self._fail_unanswered(INCOMPLETE)
 
     def switched(self) -> None:
-        """101 Switching Protocols: the rest of the connection is not HTTP/1."""
+        """101 Switching Protocols (or a CONNECT tunnel): the rest is not HTTP/1."""
         self.client.dead = self.server.dead = True
 
-    def _settle(self, pending: Pending) -> None:
-        if pending.req_state and pending.resp_state:
-            self.orderer.done(pending)
+    def _fail_unanswered(self, state: int) -> None:
+        self.heads = 0
+        while self.unanswered:
+            pending = self.unanswered.popleft()
+            pending.resp_state = state
+            if pending.req_state:
+                self.orderer.done(pending)
 
     def finish(self, ts: float) -> None:
         """The connection ended: requests still unanswered got no response."""
-        while self.unanswered:
-            pending = self.unanswered.popleft()
-            pending.finish_response(3, 0.0)
-            self._settle(pending)
+        self._fail_unanswered(ABSENT)
         if not self.messages:
             self.counters.non_http_connections += 1

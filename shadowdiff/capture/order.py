@@ -12,9 +12,6 @@ holds the others back; past `max_held` finished exchanges they are released anyw
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import h11
 
 from shadowdiff.capture.tcp import Counters
 from shadowdiff.model import Exchange, Request, Response
@@ -24,61 +21,57 @@ OPEN, COMPLETE, INCOMPLETE, ABSENT = 0, 1, 2, 3
 
 
 class Pending:
-    """A request being read, and later its response."""
+    """A request being read, and later its response, as llhttp reports them (latin-1 text)."""
 
-    __slots__ = ("ticket", "start_ts", "start_seq", "head", "body", "body_len", "req_state",
-                 "resp_head", "resp_body", "resp_len", "resp_state", "end_ts", "truncated")
+    __slots__ = ("ticket", "start_ts", "start_seq", "method", "target", "headers", "body",
+                 "body_len", "req_state", "status", "reason", "resp_headers", "resp_body",
+                 "resp_len", "resp_state", "end_ts", "truncated")
 
-    def __init__(self, ticket: int | None, start_ts: float, start_seq: int,
-                 head: h11.Request | None) -> None:
+    def __init__(self, ticket: int | None, start_ts: float, start_seq: int) -> None:
         self.ticket = ticket
+        """The request's place in the order; None for a response whose request is unseen."""
         self.start_ts = start_ts
         self.start_seq = start_seq
-        self.head = head
-        self.body: list[bytes | bytearray] = []
+        self.method = ""  # set once the head is parsed: "" means the head is incomplete
+        self.target = ""
+        self.headers: list[tuple[str, str]] = []
+        self.body: bytes | list[bytes] = b""
         self.body_len = 0
         self.req_state = OPEN
-        self.resp_head: Any = None
-        self.resp_body: list[bytes | bytearray] = []
+        self.status = 0
+        self.reason = ""
+        self.resp_headers: list[tuple[str, str]] = []
+        self.resp_body: bytes | list[bytes] = b""
         self.resp_len = 0
         self.resp_state = OPEN
         self.end_ts = 0.0
         self.truncated = False
 
-    @classmethod
-    def orphan(cls, counters: Counters) -> Pending:
-        """A holder for a response whose request the capture does not show."""
-        return cls(None, 0.0, 0, None)
-
-    @property
-    def method(self) -> bytes:
-        return self.head.method if self.head is not None else b"GET"
-
-    def add_request_body(self, data: bytes | bytearray, limit: int) -> None:
+    # Most bodies arrive in one piece: keep that piece itself, make a list when more come.
+    def add_request_body(self, data: bytes, limit: int) -> None:
         if self.body_len + len(data) > limit:
             self.truncated = True  # the rest is dropped: memory stays bounded
             return
-        self.body.append(data)
         self.body_len += len(data)
+        self.body = _append(self.body, data)
 
-    def set_response_head(self, head: Any) -> None:
-        self.resp_head = head
-
-    def add_response_body(self, data: bytes | bytearray, limit: int) -> None:
+    def add_response_body(self, data: bytes, limit: int) -> None:
         if self.resp_len + len(data) > limit:
             self.truncated = True
             return
-        self.resp_body.append(data)
         self.resp_len += len(data)
-
-    def finish_response(self, state: int, ts: float) -> None:
-        self.resp_state = state
-        self.end_ts = ts
+        self.resp_body = _append(self.resp_body, data)
 
 
-def _headers(head: Any) -> tuple[tuple[str, str], ...]:
-    # raw_items keeps the names' original case and order; latin-1 keeps every byte.
-    return tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers.raw_items()])
+def _append(body: bytes | list[bytes], data: bytes) -> bytes | list[bytes]:
+    if type(body) is list:
+        body.append(data)
+        return body
+    return [body, data] if body else data  # type: ignore[list-item]
+
+
+def _joined(body: bytes | list[bytes]) -> bytes:
+    return b"".join(body) if type(body) is list else body  # type: ignore[return-value]
 
 
 class Orderer:
@@ -106,8 +99,16 @@ class Orderer:
         self._advance()
 
     def done(self, pending: Pending) -> None:
-        assert pending.ticket is not None
-        self._held[pending.ticket] = pending
+        """Both sides of `pending` are settled: release it, and any it held back, in order."""
+        t = pending.ticket
+        assert t is not None
+        if t == self._next:  # the usual case: nothing started before it is still open
+            self.ready.append(self._build(pending))
+            self._next = t + 1
+            if not self._held and not self._released_early:
+                return
+        else:
+            self._held[t] = pending
         self._advance()
 
     def _advance(self) -> None:
@@ -141,18 +142,28 @@ class Orderer:
     def _build(self, p: Pending) -> Exchange:
         n, self._n = self._n, self._n + 1
         c = self.counters
-        head = p.head
-        assert head is not None
-        request = Request(protocol="http", method=head.method.decode("ascii"),
-                          target=head.target.decode("latin-1"), headers=_headers(head),
-                          body=b"".join(p.body))
+        c.requests += 1
+        # llhttp keeps the header names' original case and order.
+        request = Request("http", p.method, p.target, tuple(p.headers), _joined(p.body))
+        if p.resp_state == COMPLETE and p.req_state == COMPLETE and not p.truncated:
+            c.responses += 1
+            recorded: Response | None = Response(
+                p.status, tuple(p.resp_headers), _joined(p.resp_body), max(0.0, p.end_ts - p.start_ts),
+                p.reason)
+            marks: tuple[str, ...] = ()
+        else:
+            recorded, marks = self._partial(p)
+        return Exchange(f"pcap-{n}", request, recorded, f"pcap:{self.name}#{n}", p.start_ts, 1,
+                        (), marks)
+
+    def _partial(self, p: Pending) -> tuple[Response | None, tuple[str, ...]]:
+        """The recorded response (if whole) and the marks of an exchange that is not."""
+        c = self.counters
         marks: list[str] = []
         recorded = None
         if p.resp_state == COMPLETE and not p.truncated:
-            rh = p.resp_head
-            recorded = Response(status=rh.status_code, headers=_headers(rh),
-                                body=b"".join(p.resp_body), elapsed_s=max(0.0, p.end_ts - p.start_ts),
-                                reason=rh.reason.decode("latin-1"))
+            recorded = Response(p.status, tuple(p.resp_headers), _joined(p.resp_body),
+                                max(0.0, p.end_ts - p.start_ts), p.reason)
             c.responses += 1
         if p.req_state == INCOMPLETE or p.resp_state == INCOMPLETE or p.truncated:
             marks.append("incomplete")
@@ -160,6 +171,4 @@ class Orderer:
         if p.resp_state == ABSENT:
             marks.append("no_response")
             c.no_response += 1
-        c.requests += 1
-        return Exchange(id=f"pcap-{n}", request=request, recorded=recorded,
-                        source=f"pcap:{self.name}#{n}", seen_at=p.start_ts, marks=tuple(marks))
+        return recorded, tuple(marks)

@@ -37,7 +37,13 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 Decoder = Callable[[bytes], "Segment | None"]
 
+# NamedTuple's own constructor is a Python function; building the tuple directly is ~3x
+# cheaper, and the decoders run once per packet.
+_seg = tuple.__new__
 _TCP = struct.Struct(">HHIIH")
+# Ethernet + IPv4 without options + TCP, the common frame, in one unpack: total length,
+# fragment field, protocol, addresses, then ports, seq, ack, data offset and flags.
+_ETH_IPV4_TCP = struct.Struct(">2xH2xHxB2x4s4sHHIIH")
 _U16 = struct.Struct(">H")
 _U32_LE = struct.Struct("<I")
 _U32_BE = struct.Struct(">I")
@@ -59,8 +65,8 @@ def _tcp(data: bytes, off: int, end: int, src: bytes, dst: bytes) -> Segment | N
     if doff < 20 or off + doff > end:
         return None
     start = off + doff
-    return Segment(src, sport, dst, dport, seq, ack, offflags & 0x3F, data[start:end],
-                   end - start)
+    return _seg(Segment, (src, sport, dst, dport, seq, ack, offflags & 0x3F, data[start:end],
+                          end - start))
 
 
 def _ipv4(data: bytes, off: int) -> Segment | None:
@@ -127,7 +133,25 @@ def _by_version(data: bytes, off: int) -> Segment | None:
 
 
 def decode_ethernet(data: bytes) -> Segment | None:
-    """DLT_EN10MB, with any number (up to 4) of VLAN tags."""
+    """DLT_EN10MB, with any number (up to 4) of VLAN tags.
+
+    Untagged IPv4 without options (nearly every frame) takes one unpack, here.
+    """
+    if len(data) < 54 or data[14] != 0x45 or data[12] != 8 or data[13] != 0:
+        return _ethernet(data)
+    total, frag, proto, src, dst, sport, dport, seq, ack, offflags = _ETH_IPV4_TCP.unpack_from(data, 14)
+    if proto != 6 or frag & 0x3FFF:  # not TCP, or a fragment
+        return None
+    end = 14 + total if total else len(data)
+    doff = (offflags >> 12) * 4
+    if (total and total < 40) or doff < 20 or 34 + doff > end:
+        return _ipv4(data, 14)  # odd lengths: let the careful path decide
+    start = 34 + doff
+    return _seg(Segment, (src, sport, dst, dport, seq, ack, offflags & 0x3F, data[start:end],
+                          end - start))
+
+
+def _ethernet(data: bytes) -> Segment | None:
     if len(data) < 14:
         return None
     etype, off = (data[12] << 8) | data[13], 14

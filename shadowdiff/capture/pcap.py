@@ -1,15 +1,18 @@
 """Capture stage: pcap and pcapng files -> `Exchange`s (and the importer's counts).
 
-The importer is four layers, each a module:
+The importer is five layers, each a module:
 
-    pcap.py    file records (scapy's RawPcapReader / RawPcapNgReader), timestamps, errors
+    pcap.py    file records (pcap with struct; pcapng with scapy's RawPcapNgReader),
+               timestamps, errors
     packet.py  link layer, IPv4/IPv6 and TCP headers unpacked with struct -> Segment
     tcp.py     per-connection, per-direction reassembly; gaps; idle flush
-    http1.py   h11 message parsing and request/response pairing
+    http1.py   HTTP/1.x messages parsed with llhttp (httptools); request/response pairing
     order.py   exchanges numbered and released in order of request start
 
-Everything streams: one frame is read, decoded and pushed through at a time, and an
-exchange is yielded as soon as it (and every exchange that started before it) is done.
+Everything streams: a block of the file (1 MiB) is read at a time, its frames decoded and
+pushed through one by one, and an exchange is yielded as soon as it (and every exchange
+that started before it) is done. Every path that opens the file closes it, on errors and
+when the consumer stops early.
 
 >>> stats = {}
 >>> for ex in read_pcap("prod.pcap", ports=[8080], stats=stats): ...  # doctest: +SKIP
@@ -39,6 +42,8 @@ _PCAPNG_BOM = (b"\x1a\x2b\x3c\x4d", b"\x4d\x3c\x2b\x1a")
 _GZIP_MAGIC = b"\x1f\x8b"
 # No link type carries a frame larger than this; a longer record means a corrupt file.
 _MAX_FRAME = 262140
+# Bytes read at a time: large enough that per-read costs vanish, small for memory.
+_BLOCK = 1 << 20
 # What scapy's readers raise on a malformed file, besides EOFError at the end.
 _READ_ERRORS: tuple[type[BaseException], ...] = (struct.error, OSError, ValueError, IndexError,
                                                  KeyError, MemoryError, OverflowError,
@@ -77,14 +82,15 @@ def read_pcap(path: str | os.PathLike[str], *, ports: Collection[int] | None = N
     segment = table.segment
     last_ts = 0.0
     try:
-        for data, ts, decode in _frames(src, counters):
-            seg = decode(data)
-            if seg is None or not segment(seg, ts):
-                counters.skipped_packets += 1
-            if ready:
-                yield from ready
-                ready.clear()
-            last_ts = ts
+        for decode, frames in _frames(src, counters):
+            for data, ts in frames:
+                seg = decode(data)
+                if seg is None or not segment(seg, ts):
+                    counters.skipped_packets += 1
+                if ready:
+                    yield from ready
+                    ready.clear()
+            last_ts = frames[-1][1]
         table.close_all(last_ts)
         orderer.flush()
         yield from ready
@@ -116,7 +122,7 @@ def _open(src: str) -> tuple[IO[bytes], bytes, int | None]:
     try:
         f: IO[bytes] = open(src, "rb")
     except OSError as exc:
-        raise CaptureError(f"cannot read: {exc}", source=src, position="byte offset 0") from exc
+        raise CaptureError(f"cannot read: {exc}", source=src, position="byte 0") from exc
     try:
         size: int | None = os.fstat(f.fileno()).st_size
         if f.read(2) == _GZIP_MAGIC:
@@ -126,44 +132,31 @@ def _open(src: str) -> tuple[IO[bytes], bytes, int | None]:
         magic = f.read(4)
     except (OSError, EOFError, zlib.error) as exc:
         f.close()
-        raise CaptureError(f"cannot read: {exc}", source=src, position="byte offset 0") from exc
+        raise CaptureError(f"cannot read: {exc}", source=src, position="byte 0") from exc
+    except BaseException:
+        f.close()  # whatever else goes wrong, the file must not outlive the call
+        raise
     if not sniff(magic):
         f.close()
         raise CaptureError("not a pcap or pcapng file (unknown magic number)", source=src,
-                           position="byte offset 0")
+                           position="byte 0")
     return f, magic, size
 
 
-def _open_reader(src: str) -> tuple[Any, int | None]:
-    try:
-        from scapy.error import Scapy_Exception
-        from scapy.utils import RawPcapNgReader, RawPcapReader
-    except ImportError as exc:  # scapy is the `pcap` extra
-        raise CaptureError("reading pcap files needs scapy: pip install 'shadowdiff[pcap]'",
-                           source=src) from exc
+def _frames(src: str, counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
+    """Batches of (frame bytes, epoch seconds), with the decoder for their link type.
+
+    Batches (one per block read) rather than single frames: a generator step per packet
+    costs as much as decoding the packet.
+    """
     f, magic, size = _open(src)
-    cls = RawPcapNgReader if magic == PCAPNG_MAGIC else RawPcapReader
     try:
-        # Built by hand: the readers' metaclass only opens files by name itself.
-        reader = object.__new__(cls)
-        reader.__init__(src, f, magic)
-        return reader, size
-    except (Scapy_Exception, *_READ_ERRORS) as exc:
-        f.close()
-        raise CaptureError(f"bad file header: {exc}", source=src,
-                           position="byte offset 0") from exc
-
-
-def _frames(src: str, counters: Counters) -> Iterator[tuple[bytes, float, Decoder]]:
-    """(frame bytes, epoch seconds, decoder) for every packet record of the file."""
-    reader, size = _open_reader(src)
-    try:
-        if hasattr(reader, "interfaces"):
-            yield from _pcapng_frames(src, reader, size, counters)
+        if magic == PCAPNG_MAGIC:
+            yield from _pcapng_frames(src, _pcapng_reader(src, f), size, counters)
         else:
-            yield from _pcap_frames(src, reader, size, counters)
+            yield from _pcap_frames(src, f, magic, counters)
     finally:
-        reader.f.close()
+        f.close()
 
 
 def _unsupported(src: str, linktype: int, position: str) -> CaptureError:
@@ -171,43 +164,90 @@ def _unsupported(src: str, linktype: int, position: str) -> CaptureError:
                         "cooked SLL/SLL2, BSD loopback, raw IP)", source=src, position=position)
 
 
-def _pcap_frames(src: str, reader: Any, size: int | None,
-                 counters: Counters) -> Iterator[tuple[bytes, float, Decoder]]:
-    decode = decoder_for(reader.linktype)
-    if decode is None:
-        raise _unsupported(src, reader.linktype, "byte offset 20")
-    scale = 1e-9 if reader.nano else 1e-6
-    # scapy's public iterator cuts frames at 65535 bytes, shorter than a loopback frame.
-    read = reader._read_packet
-    n, offset = 0, 24
-    while True:
-        try:
-            data, meta = read(_MAX_FRAME)
-        except EOFError:
+def _read(src: str, f: IO[bytes], n: int, position: str) -> bytes:
+    """Up to `n` bytes; b"" at the end, or where a compressed stream is cut short."""
+    try:
+        return f.read1(n)  # type: ignore[attr-defined]
+    except EOFError:
+        return b""  # a gzip stream cut short: what came before is kept, like a cut file
+    except (OSError, zlib.error) as exc:
+        raise CaptureError(f"unreadable data: {exc}", source=src, position=position) from exc
+
+
+def _pcap_header(src: str, f: IO[bytes], magic: bytes) -> tuple[struct.Struct, float, int]:
+    """The record-header layout, the timestamp unit and the link type of a pcap file."""
+    endian = ">" if magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d") else "<"
+    nano = magic in (b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
+    head = _read(src, f, 20, "byte 4")
+    while 0 < len(head) < 20:  # read1 may return less than asked
+        more = _read(src, f, 20 - len(head), "byte 4")
+        if not more:
             break
-        except _READ_ERRORS as exc:
-            raise CaptureError(f"unreadable packet record: {exc}", source=src,
-                               position=f"packet {n + 1}, byte offset {offset}") from exc
-        n += 1
-        caplen = meta.caplen
-        if caplen > _MAX_FRAME:
-            raise CaptureError(f"packet record claims {caplen} bytes, more than any frame: "
-                               "the file is corrupt", source=src,
-                               position=f"packet {n}, byte offset {offset}")
+        head += more
+    if len(head) < 20:
+        raise CaptureError("bad file header: too short", source=src, position="byte 4")
+    linktype = struct.unpack(endian + "I", head[16:20])[0] & 0xFFFF  # upper bits: FCS info
+    return struct.Struct(endian + "IIII"), 1e-9 if nano else 1e-6, linktype
+
+
+def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
+                 counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
+    record, scale, linktype = _pcap_header(src, f, magic)
+    decode = decoder_for(linktype)
+    if decode is None:
+        raise _unsupported(src, linktype, "byte 20")
+    unpack = record.unpack_from
+    buf, off, pos, n = b"", 0, 24, 0  # pos: file offset of buf[0]; n: records before it
+    while True:
+        chunk = _read(src, f, _BLOCK, f"packet {n + 1}, byte {pos + off}")
+        if not chunk:
+            break
+        pos += off
+        buf = buf[off:] + chunk if off < len(buf) else chunk
+        off, frames = 0, []
+        append, last = frames.append, len(buf) - 16
+        while off <= last:  # the per-packet loop: keep it to the bare minimum
+            sec, frac, caplen, _ = unpack(buf, off)
+            nxt = off + 16 + caplen
+            if nxt > last + 16 or caplen > _MAX_FRAME:
+                break
+            append((buf[off + 16:nxt], sec + frac * scale))
+            off = nxt
+        if off <= last and unpack(buf, off)[2] > _MAX_FRAME:
+            raise CaptureError(f"packet record claims {unpack(buf, off)[2]} bytes, more than any "
+                               "frame: the file is corrupt", source=src,
+                               position=f"packet {n + len(frames) + 1}, byte {pos + off}")
+        if frames:
+            n += len(frames)
+            counters.packets += len(frames)
+            yield decode, frames
+    left = len(buf) - off
+    if left >= 16:  # the file ends inside this record (capture cut short)
         counters.packets += 1
-        if len(data) < caplen:  # the file ends inside this record (capture cut short)
-            counters.truncated_packets += 1
-            counters.skipped_packets += 1
-            counters.truncated_bytes += 16 + len(data)
-            return
-        offset += 16 + caplen
-        yield data, meta.sec + meta.usec * scale, decode
-    if size is not None and offset < size:  # a partial record header at the end
-        counters.truncated_bytes += size - offset
+        counters.truncated_packets += 1
+        counters.skipped_packets += 1
+    counters.truncated_bytes += left
+
+
+def _pcapng_reader(src: str, f: IO[bytes]) -> Any:
+    """scapy's pcapng reader over the open file (pcapng is rarer: its speed matters less)."""
+    try:
+        from scapy.error import Scapy_Exception
+        from scapy.utils import RawPcapNgReader
+    except ImportError as exc:  # scapy is the `pcap` extra
+        raise CaptureError("reading pcapng files needs scapy: pip install 'shadowdiff[pcap]'",
+                           source=src) from exc
+    try:
+        # Built by hand: the reader's metaclass only opens files by name itself.
+        reader = object.__new__(RawPcapNgReader)
+        reader.__init__(src, f, PCAPNG_MAGIC)
+        return reader
+    except (Scapy_Exception, *_READ_ERRORS) as exc:
+        raise CaptureError(f"bad file header: {exc}", source=src, position="byte 0") from exc
 
 
 def _pcapng_frames(src: str, reader: Any, size: int | None,
-                   counters: Counters) -> Iterator[tuple[bytes, float, Decoder]]:
+                   counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
     decoders: dict[int, Decoder] = {}
     read_block = reader._read_block  # one block at a time, so a bad one can be located
     tell = reader.f.tell
@@ -222,7 +262,7 @@ def _pcapng_frames(src: str, reader: Any, size: int | None,
             return
         except _READ_ERRORS as exc:
             raise CaptureError(f"unreadable block: {exc}", source=src,
-                               position=f"packet {n + 1}, byte offset {pos}") from exc
+                               position=f"packet {n + 1}, byte {pos}") from exc
         if res is None:
             continue
         data, meta = res
@@ -232,8 +272,8 @@ def _pcapng_frames(src: str, reader: Any, size: int | None,
         if decode is None:
             found = decoder_for(meta.linktype)
             if found is None:
-                raise _unsupported(src, meta.linktype, f"packet {n}, byte offset {pos}")
+                raise _unsupported(src, meta.linktype, f"packet {n}, byte {pos}")
             decode = decoders[meta.linktype] = found
         if meta.tshigh is not None:  # a simple packet block carries no timestamp
             ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
-        yield data, ts, decode
+        yield decode, [(data, ts)]

@@ -18,10 +18,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Protocol
 
-from shadowdiff.capture.packet import ACK, FIN, RST, SYN, Segment
+from shadowdiff.capture.packet import ACK, FIN, PSH, RST, SYN, Segment
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
+# Flags that take the slow path: anything but ACK and PSH (URG, ECE, CWR are rare enough).
+_RARE = 0xFF & ~(ACK | PSH)
 
 
 class Counters:
@@ -240,8 +242,32 @@ class TcpTable:
 
     def segment(self, seg: Segment, ts: float) -> bool:
         """Process one segment; False when it belongs to no connection we follow."""
+        src, sport, dst, dport, seq, ack, flags, payload, _ = seg
+        entry = self.conns.get((src, sport, dst, dport))
+        if entry is None or flags & _RARE:
+            return self._segment(seg, ts, entry)
+        # The common case, inlined (it runs per packet): ACK, maybe PSH, and in-order data.
+        conn, from_client = entry
+        conn.last_ts = ts
+        self._lru.move_to_end(conn)
+        half, other = (conn.client, conn.server) if from_client else (conn.server, conn.client)
+        if flags & ACK and other.pending:
+            other.peer_ack(ack, ts)
+        if payload:
+            if seq == half.next_seq and not half.done and not half.pending:
+                half.next_seq = (seq + len(payload)) & MASK
+                half.sink.feed(payload, ts, seq, ack if flags & ACK else None)
+                if half.fin_seq is not None and half.next_seq == half.fin_seq:
+                    half._finish_clean(ts)
+            else:
+                half.data(seq, payload, ts, ack if flags & ACK else None)
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        return True
+
+    def _segment(self, seg: Segment, ts: float, entry: tuple[TcpConnection, bool] | None) -> bool:
+        """`segment` for the rarer packets: a connection's first, SYN, FIN, RST."""
         key = (seg.src, seg.sport, seg.dst, seg.dport)
-        entry = self.conns.get(key)
         flags = seg.flags
         if entry is not None and flags & SYN and not flags & ACK:
             conn = entry[0]
