@@ -1,0 +1,140 @@
+"""Loopback SMTP servers for tests: aiosmtpd "old" and "new" MTAs that differ on purpose,
+misbehaving raw peers, and a helper that turns a scripted conversation into exchanges.
+
+Every server listens on 127.0.0.1 port 0 in a background event loop and stops when its
+block ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from servers import background_loop
+
+from shadowdiff.capture.smtp import Conversation, session_exchanges
+from shadowdiff.model import Exchange
+from shadowdiff.protocols.smtp import parse_replies, verb_of
+
+_ids = itertools.count(1)
+
+
+class MailHandler:
+    """An MTA's policy: local domains, unknown users, capabilities; records deliveries."""
+
+    def __init__(self, *, unknown: frozenset[str] = frozenset(), pipelining: bool = False,
+                 vrfy_known: bool = False) -> None:
+        self.unknown = unknown
+        self.pipelining = pipelining
+        self.vrfy_known = vrfy_known
+        self.delivered: list[bytes] = []
+        self.commands: list[str] = []
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        local, _, domain = address.rpartition("@")
+        if domain.lower() != "example.com":
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        if local.lower() in self.unknown:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_VRFY(self, server: Any, session: Any, envelope: Any, address: str) -> str:
+        return f"250 2.1.5 <{address}>" if self.vrfy_known else "252 2.0.0 Cannot VRFY"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.delivered.append(envelope.content)
+        return f"250 2.0.0 Ok: queued as {next(_ids):08X}"
+
+
+@contextmanager
+def serve_smtp(handler: MailHandler, hostname: str, *, size: int = 33554432) -> Iterator[str]:
+    """Run an aiosmtpd server on 127.0.0.1:0; yields its smtp:// URL."""
+    with background_loop() as loop:
+        async def start() -> asyncio.AbstractServer:
+            return await loop.create_server(
+                lambda: SMTP(handler, hostname=hostname, ident="ESMTP test", data_size_limit=size),
+                "127.0.0.1", 0)
+
+        server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+        try:
+            yield f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        finally:
+            async def stop() -> None:
+                server.close()
+                await server.wait_closed()
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+
+
+@contextmanager
+def raw_smtp(behaviour: str) -> Iterator[str]:
+    """A TCP peer that is not a good MTA: `silent` (never answers), `huge` (a 1 MB reply
+    line), `garbage` (a non-SMTP banner), `drop` (banner, then closes at the first command)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            if behaviour == "huge":
+                conn.sendall(b"220 " + b"x" * (1 << 20) + b"\r\n")
+            elif behaviour == "garbage":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            elif behaviour == "drop":
+                conn.sendall(b"220 drop.test ESMTP\r\n")
+                conn.recv(1024)
+                conn.close()
+        except OSError:
+            pass
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            conns.append(conn)
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield f"smtp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for c in conns:
+            c.close()
+        listener.close()
+
+
+def scripted_session(session_id: str, commands: list[str], server: bytes = b"",
+                     groups: list[int] | None = None,
+                     messages: list[bytes] | None = None) -> list[Exchange]:
+    """The exchanges an importer would write for this conversation (replies optional)."""
+    replies = parse_replies(server)
+    conv = Conversation(commands=list(commands), groups=groups or [1] * len(commands),
+                        messages=messages or [b".\r\n" for c in commands if verb_of(c) == "DATA"],
+                        times=[0.0] * (len(commands) + 1))
+    conv.replies = [[r] for r in replies[:len(commands) + 1]]
+    conv.replies += [[] for _ in range(len(commands) + 1 - len(conv.replies))]
+    return list(session_exchanges(conv, session_id, "test"))
