@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from shadowdiff import __version__
+from shadowdiff.cli_nightly import apply_nightly_flags, nightly_options
 from shadowdiff.config import Config, Targets, check_replay, check_targets, load_config
 from shadowdiff.errors import ShadowdiffError
 
@@ -64,6 +65,7 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
         headers=r.headers + tuple(_parse_header(h) for h in flags.get("header") or ()),
         max_body_bytes=flags.get("max_body_bytes") or r.max_body_bytes,
         client=flags.get("client") or r.client,
+        smtp_deliver=bool(flags.get("smtp_deliver")) or r.smtp_deliver,
     ))
     report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
     return replace(config, targets=targets, replay=replay_cfg, report=report_cfg)
@@ -76,6 +78,10 @@ _RUN_OPTIONS = [
                  help="A second instance of old, to measure noise (differences old has with itself)."),
     click.option("--replay-old-twice", is_flag=True,
                  help="No replica? Send every request to old twice and measure noise from that."),
+    click.option("--openapi", type=click.Path(exists=True, dir_okay=False), metavar="SPEC",
+                 help="OpenAPI 3 document: its paths name the endpoints (docs/endpoints.md)."),
+    click.option("--route", "routes", multiple=True, metavar="'GET /users/{id}'",
+                 help="An endpoint template to match before inference (repeatable)."),
     click.option("--usage", "usage_logs", multiple=True, metavar="LOG",
                  help="Production access log(s) (nginx/Apache combined, JSON): rank by real usage."),
     click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
@@ -92,6 +98,8 @@ _RUN_OPTIONS = [
     click.option("--max-body-bytes", type=click.IntRange(min=1), help="Larger bodies are a too_large failure [10 MiB]."),
     click.option("--client", type=click.Choice(["fast", "aiohttp"]),
                  help="HTTP client: llhttp on bare asyncio (fast) or aiohttp [fast]."),
+    click.option("--smtp-deliver", is_flag=True,
+                 help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
 ]
@@ -106,12 +114,16 @@ def run_options(func: Any) -> Any:
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @run_options
+@nightly_options
 def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str | None,
         out: str | None, quiet: bool, **flags: Any) -> None:
     """Replay CAPTURE files (shadowdiff, HAR, pcap, mitmproxy flows, access logs) to old and new."""
     from shadowdiff.console import execute
     config = build_config(config_path, **flags)
-    code = execute(captures, config, out_dir=out, usage_logs=usage_logs, quiet=quiet)
+    config, out, nightly = apply_nightly_flags(config, out, flags)
+    code = execute(captures, config, out_dir=out, usage_logs=usage_logs, quiet=quiet,
+                   openapi=flags.pop("openapi", None), routes=flags.pop("routes", ()),
+                   **nightly)
     sys.exit(code)
 
 
@@ -137,6 +149,7 @@ def report(run_dir: str) -> None:
 from shadowdiff import cli_capture  # noqa: E402,F401 - registers `capture` and `usage`
 from shadowdiff import cli_rules  # noqa: E402,F401 - registers `rules suggest`
 from shadowdiff import cli_live  # noqa: E402,F401 - registers `mirror` and `collect`
+from shadowdiff import cli_history  # noqa: E402,F401 - registers `history`, `accept`, `unaccept`
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,10 +116,32 @@ _make_capture_command("log", "Turn access logs into replayable GET/HEAD requests
 @main.command()
 @click.argument("logs", nargs=-1, required=True)
 @click.option("--top", default=25, show_default=True, help="How many endpoints to show.")
-def usage(logs: tuple[str, ...], top: int) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
+              help="shadowdiff.toml: its [routes] name the endpoints.")
+@click.option("--openapi", type=click.Path(exists=True, dir_okay=False), metavar="SPEC",
+              help="OpenAPI 3 document whose paths name the endpoints.")
+@click.option("--route", "routes", multiple=True, help="An endpoint template (repeatable).")
+@click.option("--suggest", is_flag=True,
+              help="Also print the smallest capture that covers --target-share of the traffic.")
+@click.option("--target-share", type=click.FloatRange(0, 1, min_open=True), default=0.99,
+              show_default=True, help="Share of production traffic the suggestion covers.")
+def usage(logs: tuple[str, ...], top: int, config_path: str | None, openapi: str | None,
+          routes: tuple[str, ...], suggest: bool, target_share: float) -> None:
     """Production endpoint table from access logs alone (files, globs, .gz, rotated)."""
     from rich.console import Console
 
+    from shadowdiff.config import load_config
+    from shadowdiff.coverage import render_suggestion, suggest_sample
+    from shadowdiff.routing import build_templater
     from shadowdiff.usage import read_usage, render_usage_table
-    table = read_usage(list(logs))
-    Console().print(render_usage_table(table, top=top))
+
+    config = load_config(config_path)
+    base = Path(config_path).parent if config_path else None
+    templater = build_templater(config.routes, base_dir=base, openapi=openapi, extra_routes=routes)
+    table = read_usage(list(logs), endpoint=templater)
+    console = Console()
+    console.print(render_usage_table(table, top=top))
+    if suggest:
+        counts = table.requests_by_endpoint()
+        rows = suggest_sample(counts, target_share)
+        console.print(render_suggestion(rows, target_share=target_share, usage_counts=counts))

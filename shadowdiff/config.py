@@ -14,10 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from shadowdiff.config_nightly import GateConfig, HistoryConfig, parse_gate, parse_history
 from shadowdiff.errors import ConfigError
 from shadowdiff.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Mask, Rules, Tolerance
 from shadowdiff.paths import compile_path
 from shadowdiff.rules.masks import MASK_NAME
+from shadowdiff.routing import RoutesConfig, parse_routes
 from shadowdiff.rules.presets import PRESETS
 
 CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
@@ -56,7 +58,8 @@ class ReplayConfig:
     host_header: str = "original"           # "original" | "target" | a literal host
     headers: tuple[tuple[str, str], ...] = ()   # set on every replayed request
     max_body_bytes: int = 10 * 1024 * 1024
-    client: str = "fast"                     # "fast" (fast) | "aiohttp"
+    client: str = "fast"                     # "fast" | "aiohttp"
+    smtp_deliver: bool = False              # SMTP targets are sinks: send DATA and the message
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,14 @@ class EndpointRules:
 
 @dataclass(frozen=True)
 class RankConfig:
-    """Significance margins (used once noise is measured)."""
+    """Significance margins (noise) and the severity weighting of the ranking."""
 
     min_relative_pct: float = 20.0
     min_absolute_pct: float = 0.03
+    severity: bool = True
+    """Rank by score = impact x severity of the kind; False ranks by impact alone."""
+    severity_weights: tuple[tuple[str, float], ...] = ()
+    """Overrides of shadowdiff.severity.DEFAULT_WEIGHTS (docs/endpoints.md)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class Config:
     endpoints: tuple[EndpointRules, ...] = ()
     rank: RankConfig = field(default_factory=RankConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     source: str | None = None
 
     def rules_for(self, endpoint: str) -> Rules:
@@ -129,7 +139,8 @@ def _endpoint_matches(match: str, endpoint: str) -> bool:
 
 # -- loading ------------------------------------------------------------------------------
 
-_TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report"}
+_TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
+             "history"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -162,8 +173,11 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         replay=_replay(data.get("replay", {}), src),
         rules=_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(_endpoint(e, i, src) for i, e in enumerate(endpoints)),
-        rank=_simple(RankConfig, data.get("rank", {}), "rank", src),
+        rank=_rank(data.get("rank", {}), src),
         report=_report(data.get("report", {}), src),
+        routes=parse_routes(data.get("routes", {}), src),
+        gate=parse_gate(data.get("gate", {}), src),
+        history=parse_history(data.get("history", {}), src),
         source=src,
     )
 
@@ -216,7 +230,7 @@ def check_targets(targets: Targets, src: str = "<flags>") -> Targets:
 def _replay(table: Any, src: str) -> ReplayConfig:
     p = "replay."
     _check_keys(table, {"concurrency", "rate", "timeout_s", "methods", "host_header", "headers",
-                        "max_body_bytes", "client"}, p, src)
+                        "max_body_bytes", "client", "smtp_deliver"}, p, src)
     base = ReplayConfig()
     headers = _typed(table, "headers", dict, p, src, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -231,6 +245,7 @@ def _replay(table: Any, src: str) -> ReplayConfig:
         headers=tuple(headers.items()),
         max_body_bytes=_typed(table, "max_body_bytes", int, p, src, base.max_body_bytes),
         client=_typed(table, "client", str, p, src, base.client),
+        smtp_deliver=_typed(table, "smtp_deliver", bool, p, src, base.smtp_deliver),
     )
     return check_replay(cfg, src)
 
@@ -361,6 +376,21 @@ def _simple(cls: type, table: Any, prefix: str, src: str) -> Any:
     values = {k: _typed(table, k, type(getattr(base, k)) if not isinstance(getattr(base, k), float)
                         else (int, float), prefix + ".", src, getattr(base, k)) for k in table}
     return replace(base, **values)
+
+
+def _rank(table: Any, src: str) -> RankConfig:
+    from shadowdiff.severity import severity_weights  # checks names and values
+
+    table = dict(table) if isinstance(table, dict) else table
+    weights = table.pop("severity_weights", {}) if isinstance(table, dict) else {}
+    base = _simple(RankConfig, table, "rank", src)
+    if not isinstance(weights, dict):
+        raise ConfigError("must be a table of kind = weight", path=src, key="rank.severity_weights")
+    try:
+        severity_weights(weights)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=src, key="rank.severity_weights") from exc
+    return replace(base, severity_weights=tuple((k, float(v)) for k, v in weights.items()))
 
 
 def _report(table: Any, src: str) -> ReportConfig:

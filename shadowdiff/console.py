@@ -2,62 +2,58 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from shadowdiff.config import Config
-from shadowdiff.pipeline import RunState, default_out_dir, run
+from shadowdiff.pipeline import default_out_dir, run
+from shadowdiff.endpoints import Templater
 from shadowdiff.rank import Usage
+from shadowdiff.routing import build_templater, usage_from_logs
 from shadowdiff.report.markdown import example_sides
 
-_REFRESH_S = 0.2  # redraw at most 5 times a second: a redraw per exchange would cost more than the replay
 
+def load_usage(paths: Sequence[str], config: Config | None = None, *,
+               openapi: str | None = None,
+               routes: Sequence[str] = ()) -> tuple[Usage | None, Templater]:
+    """Production usage from access logs, and the endpoint templater that counted it.
 
-def load_usage(paths: Sequence[str]) -> Usage | None:
-    """Production usage from access logs (None when no log is given)."""
-    if not paths:
-        return None
-    from shadowdiff.usage import read_usage
-    table = read_usage(list(paths))
-    counts = dict(zip(table.counts["endpoint"], (int(n) for n in table.counts["requests"])))
-    note = (f"{table.malformed} malformed log lines skipped (first: {table.malformed_example})"
-            if table.malformed else "")
-    return Usage(counts, "access_log", tuple(table.files), table.malformed, note)
+    The same templater then names the capture's endpoints, so capture and logs join.
+    """
+    cfg = (config or Config()).routes
+    base = Path(config.source).parent if config and config.source else None
+    templater = build_templater(cfg, base_dir=base, openapi=openapi, extra_routes=routes)
+    return usage_from_logs(paths, templater, cfg)
 
-
-def _progress_text(state: RunState) -> Text:
-    return Text.assemble(
-        ("replaying ", "bold"), f"{state.replayed} exchanges  ",
-        (f"{state.diverged} diverged  ", "yellow"), (f"{state.failed} failed  ", "red"),
-        f"{state.skipped} skipped  ", (f"{state.rate:,.0f}/s", "cyan"))
 
 
 def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | None,
             usage_logs: Sequence[str] = (), quiet: bool = False,
-            console: Console | None = None) -> int:
-    """Run with progress and a closing table; returns the exit code."""
+            console: Console | None = None, openapi: str | None = None,
+            routes: Sequence[str] = (), junit: Path | None = None,
+            resume: bool = False) -> int:
+    """Run with progress and a closing table; returns the exit code.
+
+    With `quiet` (cron), no bar and no table: the one-line verdict on standard output.
+    """
+    from shadowdiff.progress import capture_total, replay_progress
+
     console = console or Console(stderr=True)
-    usage = load_usage(usage_logs)
+    usage, templater = load_usage(usage_logs, config, openapi=openapi, routes=routes)
     target = Path(out_dir) if out_dir else default_out_dir()
+    options: dict[str, Any] = {"usage": usage, "templater": templater, "junit": junit,
+                               "resume": resume}
     if quiet:
-        result = run(captures, config, target, usage=usage)
+        result = run(captures, config, target, **options)
+        print(result.summary["verdict"], flush=True)
     else:
-        last = [0.0]
-        with Live(Text("starting…"), console=console, transient=True) as live:
-            def progress(state: RunState) -> None:
-                now = time.monotonic()
-                if now - last[0] >= _REFRESH_S:
-                    last[0] = now
-                    live.update(_progress_text(state))
-            result = run(captures, config, target, usage=usage, progress=progress)
+        with replay_progress(console, capture_total(captures)) as progress:
+            result = run(captures, config, target, progress=progress, **options)
         print_summary(result.summary, result.paths, Console())
     for error in result.summary["run"]["errors"]:  # even with --quiet: cron must see it
         console.print(f"shadowdiff: error: {error} (the report covers what was read before it)",

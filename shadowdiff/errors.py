@@ -5,11 +5,15 @@
       CaptureError     unreadable input; carries source and position
       PluginError      plugin missing, or broke its contract
       ReportError      template or output failure
+      HistoryError     run history store not a history, damaged, locked or newer; names the file
+      ResumeError      a run directory cannot be resumed (no journal, other captures or targets)
 
 A failure of one replayed request is never an exception: it is a `Failure` value.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class ShadowdiffError(Exception):
@@ -42,3 +46,18 @@ class PluginError(ShadowdiffError):
 
 class ReportError(ShadowdiffError):
     """A report could not be rendered or written."""
+
+
+class HistoryError(ShadowdiffError):
+    """The history store cannot be used: not a history, damaged, locked or newer.
+
+    The message names the file; the file is never modified to "repair" it.
+    """
+
+    def __init__(self, message: str, *, path: str | Path) -> None:
+        super().__init__(f"history {path}: {message}")
+        self.path = str(path)
+
+
+class ResumeError(ShadowdiffError):
+    """`--resume RUN_DIR` cannot continue that run; the message says why."""

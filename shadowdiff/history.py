@@ -26,24 +26,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from shadowdiff.errors import ShadowdiffError
+from shadowdiff.errors import HistoryError
+
+__all__ = ["DEFAULT_PATH", "Acceptance", "History", "HistoryError", "RunRow", "SinceLast",
+           "TrendPoint"]
 
 DEFAULT_PATH = Path("reports") / "history.sqlite"
 DEFAULT_TIMEOUT_S = 5.0  # how long to wait for another writer before calling the store locked
 
 #: Figures kept per signature; a subset of summary.json's signatures[] entries.
 SIGNATURE_FIGURES = ("rank", "affected", "replayed", "rate", "usage_share", "impact")
-
-
-class HistoryError(ShadowdiffError):
-    """The history store cannot be used: not a history, damaged, locked or newer.
-
-    The message names the file. (Lives here until errors.py adopts it.)
-    """
-
-    def __init__(self, message: str, *, path: str | Path) -> None:
-        super().__init__(f"history {path}: {message}")
-        self.path = str(path)
 
 
 # --- schema and migrations --------------------------------------------------------------

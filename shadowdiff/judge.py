@@ -16,7 +16,7 @@ from typing import Any
 
 from shadowdiff.config import Config
 from shadowdiff.diff import compare
-from shadowdiff.model import Divergence, Failure, Outcome, Response, Trial
+from shadowdiff.model import Divergence, Failure, Outcome, Request, Response, Trial
 from shadowdiff.noise import mask_noise
 from shadowdiff.normalize import Rules, normalize
 from shadowdiff.protocols.base import Protocol
@@ -41,7 +41,8 @@ def _outcome_label(outcome: Outcome) -> str:
 
 
 def judge(trial: Trial, protocol: Protocol, config: Config, *,
-          audit: bool | Callable[[str], bool] = False) -> Verdict:
+          audit: bool | Callable[[str], bool] = False,
+          endpoint_of: Callable[[Request], str] | None = None) -> Verdict:
     """Compare the `old` and `new` outcomes of one trial.
 
     A failure on one side only is a `failure` divergence at location `outcome`; the same
@@ -49,7 +50,7 @@ def judge(trial: Trial, protocol: Protocol, config: Config, *,
     `audit` (or `audit(endpoint)`) also names the rules that hid raw differences; it
     costs a second diff, so the pipeline audits a sample.
     """
-    endpoint = protocol.endpoint_key(trial.exchange.request)
+    endpoint = (endpoint_of or protocol.endpoint_key)(trial.exchange.request)
     old, new = trial.outcomes["old"], trial.outcomes["new"]
     if isinstance(old, Failure) or isinstance(new, Failure):
         if isinstance(old, Failure) and isinstance(new, Failure) and old.kind == new.kind:

@@ -20,14 +20,19 @@ import orjson
 
 from shadowdiff import __version__
 from shadowdiff.capture import read_exchanges
-from shadowdiff.config import Config
+from shadowdiff.config import SAFE_METHODS, Config
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.judge import judge, lifted_pair
-from shadowdiff.model import Exchange, Failure, Trial
+from shadowdiff.model import Exchange, Failure, Request, Trial
 from shadowdiff.noise import NOISE_FILE, noise_record
 from shadowdiff.protocols.base import Protocol, Sender, get_protocol, protocol_for_url
+from shadowdiff.endpoints import Templater
 from shadowdiff.rank import Usage, capture_usage
+from shadowdiff.routing import endpoint_function
+from shadowdiff.history import History
+from shadowdiff.nightly import assess, open_history, record, stamp_run, write_junit
 from shadowdiff.replay import ReplayPolicy, replay, select
+from shadowdiff.resume import Journal
 from shadowdiff.summary import build_summary
 from shadowdiff.tally import Tally
 
@@ -45,6 +50,7 @@ class RunState:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    skipped_entries: int = 0  # capture entries skipped, unweighted: progress vs the header's count
 
     @property
     def rate(self) -> float:
@@ -127,25 +133,38 @@ class _Results:
         self._f.close()
 
 
+def _methods(config: Config, protocol: Protocol) -> frozenset[str]:
+    """The safe methods: the user's list, or the plugin's own safe default (SMTP's commands)."""
+    if config.replay.methods == SAFE_METHODS and hasattr(protocol, "replay_methods"):
+        return frozenset(protocol.replay_methods(config.replay))
+    return frozenset(config.replay.methods)
+
+
 async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Protocol,
                       tally: Tally, state: RunState, results: _Results,
-                      progress: ProgressFn | None) -> None:
-    policy = ReplayPolicy(methods=frozenset(config.replay.methods),
+                      progress: ProgressFn | None,
+                      endpoint_of: Callable[[Request], str], journal: Journal) -> None:
+    policy = ReplayPolicy(methods=_methods(config, protocol),
                           concurrency=config.replay.concurrency, rate=config.replay.rate)
 
     def on_skip(ex: Exchange, reason: str) -> None:
-        tally.add_skip(protocol.endpoint_key(ex.request), ex, reason)
+        tally.add_skip(endpoint_of(ex.request), ex, reason)
         state.skipped += ex.count
+        state.skipped_entries += 1
 
     senders = _senders(protocol, config)
     needed = {"old", "new"} - set(senders)
     lift = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
     try:
-        exchanges = select(_guarded(captures, state), policy, on_skip, observed=needed)
+        # journal.pending: on --resume, what the journal already holds is not replayed
+        exchanges = journal.pending(select(_guarded(captures, state), policy, on_skip,
+                                           observed=needed))
         async for trial in replay(exchanges, senders, policy):
-            verdict = judge(trial, protocol, config, audit=tally.noise.wants_audit)
+            verdict = judge(trial, protocol, config, audit=tally.noise.wants_audit,
+                            endpoint_of=endpoint_of)
             tally.add(trial, verdict, lift)
             results.write(trial, verdict)
+            journal.add(trial, verdict, tally)
             state.replayed += 1
             state.diverged += verdict.state == "diverged"
             state.failed += verdict.state == "failed"
@@ -159,29 +178,57 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
 
 
 def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
-        usage: Usage | None = None, progress: ProgressFn | None = None) -> RunResult:
-    """Replay the captures to the configured targets and write the run directory."""
+        usage: Usage | None = None, progress: ProgressFn | None = None,
+        templater: Templater | None = None, junit: Path | None = None,
+        resume: bool = False) -> RunResult:
+    """Replay the captures to the configured targets and write the run directory.
+
+    `templater` (shadowdiff.routing) names HTTP endpoints from routes and learned id
+    positions; give the same one that counted `usage`, so capture and logs join.
+    `resume` continues the interrupted or killed run in `out_dir` (shadowdiff.resume);
+    `junit` also writes a JUnit XML file. The history store ([history]) is opened before
+    anything is replayed, so a locked or damaged one fails the run at once (exit 2).
+    """
+    protocol = _protocol(config)
+    with open_history(config.history) as history:
+        return _run_with(captures, config, out_dir, protocol, history, usage=usage,
+                         progress=progress, templater=templater, junit=junit, resume=resume)
+
+
+def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol: Protocol,
+              history: History | None, *, usage: Usage | None, progress: ProgressFn | None,
+              templater: Templater | None, junit: Path | None, resume: bool) -> RunResult:
     from shadowdiff.report import write_reports  # report pulls Jinja2; keep import local
 
-    protocol = _protocol(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     tally, state = Tally(config.report), RunState()
     started_at = dt.datetime.now(dt.timezone.utc)
+    journal = Journal.start(out_dir, captures, config, resume=resume)
     results = _Results(out_dir / "results.jsonl.gz")
     try:
-        _run_loop(_replay_all(captures, config, protocol, tally, state, results, progress))
+        journal.restore(tally, state, results)
+        endpoint_of = endpoint_function(protocol.name, templater, protocol.endpoint_key)
+        _run_loop(_replay_all(captures, config, protocol, tally, state, results, progress,
+                              endpoint_of, journal))
     except KeyboardInterrupt:
         state.interrupted = True  # Ctrl-C: report what was done
     finally:
         results.close()
+        journal.close(keep=state.interrupted)
     summary = build_summary(
         tally, usage or capture_usage(tally), state, config=config, captures=captures,
         started_at=started_at, version=__version__)
+    stamp_run(summary, journal)
+    assessment = assess(summary, {ep: s.latency for ep, s in tally.endpoints.items()},
+                        history, config)
     examples = tally.examples
     (out_dir / "examples.json").write_bytes(orjson.dumps(examples, option=orjson.OPT_INDENT_2))
     (out_dir / NOISE_FILE).write_bytes(orjson.dumps(noise_record(tally, summary),
                                                     option=orjson.OPT_INDENT_2))
     paths = write_reports(out_dir, summary, examples)
+    if junit is not None:
+        paths["junit"] = write_junit(junit, summary, assessment)
+    record(history, summary, out_dir)
     return RunResult(summary, out_dir, paths, summary["exit_code"])
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shadowdiff.severity import severity
 from shadowdiff.tally import Tally
 
 
@@ -54,9 +55,13 @@ def _endpoint_frame(tally: Tally, usage: Usage) -> pd.DataFrame:
 
 
 def rank_signatures(tally: Tally, usage: Usage, *, exclude: Collection[Any] = (),
-                    noise: Mapping[Any, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Signatures with their figures, highest impact first (ties: affected, then key).
+                    noise: Mapping[Any, dict[str, Any]] | None = None,
+                    weights: Mapping[str, float] | None = None,
+                    by_severity: bool = True) -> list[dict[str, Any]]:
+    """Signatures with their figures, highest score first (ties: affected, then key).
 
+    score = impact x severity, where severity weighs the kind of change (a 5xx outranks a
+    changed header; shadowdiff.severity); `by_severity=False` ranks by impact alone.
     `exclude` leaves out signatures measured as noise; `noise` adds each signature's A/A
     test (noise.py) as its `noise` field, null where noise was not measured.
     """
@@ -72,11 +77,15 @@ def rank_signatures(tally: Tally, usage: Usage, *, exclude: Collection[Any] = ()
     sigs = sigs.join(endpoints[["replayed", "usage_share"]], on="endpoint")
     sigs["rate"] = sigs["affected"] / sigs["replayed"].clip(lower=1)
     sigs["impact"] = sigs["usage_share"] * sigs["rate"]
-    sigs = sigs.sort_values(["impact", "affected", "key"], ascending=[False, False, True],
+    sigs["severity"] = [severity(r.kind, r.example["old"], r.example["new"], location=r.location,
+                                 weights=weights) for r in sigs.itertuples()]
+    sigs["score"] = sigs["impact"] * sigs["severity"]
+    order = "score" if by_severity else "impact"
+    sigs = sigs.sort_values([order, "affected", "key"], ascending=[False, False, True],
                             kind="stable").reset_index(drop=True)
     sigs["rank"] = np.arange(1, len(sigs) + 1)
     cols = ["rank", "key", "endpoint", "location", "kind", "affected", "replayed", "rate",
-            "usage_share", "impact", "example", "noise"]
+            "usage_share", "impact", "severity", "score", "example", "noise"]
     return [_plain(r) for r in sigs[cols].to_dict(orient="records")]
 
 

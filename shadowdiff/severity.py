@@ -1,7 +1,7 @@
 """Rank stage, weighting: how bad a divergence kind is, and how recent the usage is.
 
     Divergence kind + old/new ──> severity() ──> weight (1.0 = a changed JSON value)
-    rank_signatures() rows ──> impact_with_severity() ──> rows + severity, score; re-ranked
+    rank.rank_signatures() ──> severity per signature ──> score = impact x severity
     per-day endpoint counts ──> weight_recent() ──> usage counts for the last N days
 
 Impact alone (usage share x rate) says how much traffic a signature touches; severity says
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -134,26 +134,6 @@ def severity(kind: str, old: Any, new: Any, *, location: str | None = None,
     table = DEFAULT_WEIGHTS if weights is None else weights
     case = severity_case(kind, old, new, location)
     return float(table.get(case, table.get("default", 1.0)))
-
-
-def impact_with_severity(signatures: Iterable[Mapping[str, Any]],
-                         weights: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
-    """Signature rows (rank.rank_signatures) with `severity` and `score`, re-ranked by score.
-
-    score = impact x severity. A signature groups divergences by kind, not by value, so
-    its severity is read from its example's old/new: `status status_changed` with a
-    200 -> 500 example weighs 3. Ties keep the impact order; `rank` is renumbered.
-    """
-    rows = []
-    for row in signatures:
-        example = row.get("example") or {}
-        weight = severity(str(row["kind"]), example.get("old"), example.get("new"),
-                          location=str(row.get("location") or ""), weights=weights)
-        rows.append({**row, "severity": weight, "score": float(row["impact"]) * weight})
-    rows.sort(key=lambda r: -r["score"])  # stable: equal scores keep their impact order
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
-    return rows
 
 
 # -- usage over a recent window ----------------------------------------------------------------

@@ -13,7 +13,9 @@ from typing import Any
 from shadowdiff.config import Config
 from shadowdiff.model import Signature
 from shadowdiff.noise import NoiseTest
+from shadowdiff.coverage import suggest_sample
 from shadowdiff.rank import Usage, coverage, endpoint_table, rank_signatures, uncovered
+from shadowdiff.severity import severity_weights
 from shadowdiff.tally import Tally
 
 SCHEMA_NAME = "shadowdiff-summary"
@@ -73,7 +75,9 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
     tests, noise_sigs = _noise_tests(tally, config)
     totals = _totals(tally, state)
     signatures = rank_signatures(tally, usage, exclude=noise_sigs,
-                                 noise={sig: t.as_dict() for sig, t in tests.items()})
+                                 noise={sig: t.as_dict() for sig, t in tests.items()},
+                                 weights=severity_weights(dict(config.rank.severity_weights)),
+                                 by_severity=config.rank.severity)
     verdict, exit_code = _verdict(totals, signatures, state)
     if state.interrupted:
         verdict = "interrupted: " + verdict
@@ -101,11 +105,41 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
         "signatures": signatures,
         "noise": noise_section(tally, tests, config),
         "uncovered": uncovered(tally, usage),
+        "ranking": ranking_explained(config, usage),
+        "capture_suggestion": capture_suggestion(tally, usage),
         "failures": sorted(tally.failures.values(), key=lambda f: (-f["count"], f["role"],
                                                                    f["kind"], f["endpoint"])),
         "verdict": verdict,
         "exit_code": exit_code,
     }
+
+
+def ranking_explained(config: Config, usage: Usage) -> dict[str, Any]:
+    """How each figure of the ranking was computed, in words the report prints."""
+    source = ("production access logs" if usage.source == "access_log"
+              else "the capture's own endpoint frequencies (no access log given)")
+    return {
+        "by": "score" if config.rank.severity else "impact",
+        "usage_share": f"the endpoint's share of requests in {source}",
+        "rate": "exchanges of the endpoint showing the signature / exchanges of it replayed",
+        "impact": "usage_share x rate: the share of production traffic that would see it",
+        "severity": "weight of the kind of change (e.g. status to 5xx 3.0, changed header 0.5; "
+                    "docs/endpoints.md)",
+        "score": "impact x severity",
+    }
+
+
+def capture_suggestion(tally: Tally, usage: Usage, target_share: float = 0.99,
+                       top: int = 25) -> dict[str, Any] | None:
+    """What to capture next so the replay covers `target_share` of production traffic."""
+    if usage.source != "access_log" or not usage.total:
+        return None
+    have = {ep: s.captured for ep, s in tally.endpoints.items() if s.captured}
+    rows = suggest_sample(usage.counts, target_share, have=have)
+    return {"target_share": target_share, "endpoints": len(rows),
+            "rows": [{"endpoint": r.endpoint, "requests": r.requests, "share": r.share,
+                      "cumulative_share": r.cumulative_share, "capture": r.capture,
+                      "have": r.have} for r in rows[:top]]}
 
 
 _BY_ORDER = {"measurement": 0, "replica": 1, "rule": 2}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,6 +20,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/* from the current output (review the diff!)")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs record into a history store of the session, never the checkout's
+    reports/history.sqlite (subprocesses inherit the variable too). Session-wide, so
+    module-scoped fixtures that run shadowdiff are covered; a test that looks at
+    "since last run" passes its own --history."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite"
+    before = os.environ.get("SHADOWDIFF_HISTORY")
+    os.environ["SHADOWDIFF_HISTORY"] = str(path)
+    yield
+    if before is None:
+        os.environ.pop("SHADOWDIFF_HISTORY", None)
+    else:
+        os.environ["SHADOWDIFF_HISTORY"] = before
 
 
 @pytest.fixture

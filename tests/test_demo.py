@@ -47,10 +47,18 @@ def test_every_deliberate_divergence_and_nothing_else(demo_run):
 def test_ranked_by_production_usage(demo_run):
     _, _, summary = demo_run
     assert summary["usage"]["source"] == "access_log" and summary["usage"]["requests"] == 20000
-    impacts = [s["impact"] for s in summary["signatures"]]
-    assert impacts == sorted(impacts, reverse=True)
+    scores = [s["score"] for s in summary["signatures"]]
+    assert scores == sorted(scores, reverse=True)
     for s in summary["signatures"]:
         assert s["impact"] == pytest.approx(s["usage_share"] * s["rate"])
+        assert s["score"] == pytest.approx(s["impact"] * s["severity"])
+    # the 404 -> 500 crash is rare but severe: it outranks the equally rare error-code change
+    keys = [(s["location"], s["kind"]) for s in summary["signatures"]]
+    assert keys.index(("status", "status_changed")) < keys.index(("body.error", "value_changed"))
+    assert summary["ranking"]["by"] == "score"
+    suggestion = summary["capture_suggestion"]
+    assert suggestion["target_share"] == 0.99
+    assert "GET /api/categories" in {r["endpoint"] for r in suggestion["rows"]}
 
 
 def test_coverage_shows_the_untested_busy_endpoints(demo_run):

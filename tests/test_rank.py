@@ -40,10 +40,22 @@ def test_impact_is_usage_share_times_rate():
 def test_without_logs_the_capture_stands_in():
     usage = capture_usage(build())
     assert usage.source == "capture" and usage.total == 15 and "no access log" in usage.note
-    sigs = rank_signatures(build(), usage)
+    sigs = rank_signatures(build(), usage, by_severity=False)
     assert [s["endpoint"] for s in sigs] == ["GET /users/{id}", "GET /orders/{id}"]
     assert sigs[0]["impact"] == pytest.approx(10 / 15 * 0.5)
     assert sigs[1]["impact"] == pytest.approx(4 / 15 * 1.0)
+
+
+def test_severity_lets_a_500_outrank_a_commoner_missing_field():
+    sigs = rank_signatures(build(), capture_usage(build()))
+    assert [s["endpoint"] for s in sigs] == ["GET /orders/{id}", "GET /users/{id}"]
+    orders, users = sigs
+    assert orders["severity"] == 3.0 and users["severity"] == 1.5
+    assert orders["score"] == pytest.approx(4 / 15 * 3.0)
+    assert users["score"] == pytest.approx(10 / 15 * 0.5 * 1.5)
+    light = rank_signatures(build(), capture_usage(build()),
+                            weights={"status_to_5xx": 1.0, "field_missing": 1.5, "default": 1.0})
+    assert light[0]["endpoint"] == "GET /users/{id}"
 
 
 def test_coverage_and_uncovered():

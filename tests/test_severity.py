@@ -15,7 +15,7 @@ from shadowdiff.config import ReportConfig
 from shadowdiff.judge import Verdict
 from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, Divergence, Trial
 from shadowdiff.rank import Usage, rank_signatures
-from shadowdiff.severity import (DEFAULT_WEIGHTS, WEIGHT_REASONS, impact_with_severity, severity,
+from shadowdiff.severity import (DEFAULT_WEIGHTS, WEIGHT_REASONS, severity,
                                  severity_case, severity_weights, weight_recent)
 from shadowdiff.tally import Tally
 from shadowdiff.usage import read_usage
@@ -113,24 +113,17 @@ def _tally() -> Tally:
     return tally
 
 
-def test_impact_with_severity_reranks_rank_signatures() -> None:
+def test_rank_signatures_orders_by_score_and_keeps_impact() -> None:
     usage = Usage({"GET /users/{id}": 500, "GET /orders/{id}": 500}, "access_log")
-    plain = rank_signatures(_tally(), usage)
+    plain = rank_signatures(_tally(), usage, by_severity=False)
     assert [s["kind"] for s in plain] == ["header_changed", "status_changed"]  # 0.25 > 0.125
-    weighted = impact_with_severity(plain)
+    weighted = rank_signatures(_tally(), usage)
     assert [(s["rank"], s["kind"]) for s in weighted] == [(1, "status_changed"),
                                                           (2, "header_changed")]
     status, header = weighted
     assert status["severity"] == 3.0 and status["score"] == pytest.approx(0.375)
     assert header["severity"] == 0.5 and header["score"] == pytest.approx(0.125)
     assert status["impact"] == pytest.approx(0.125)  # impact itself is untouched
-    assert [s["rank"] for s in plain] == [1, 2]      # and so are the input rows
-
-
-def test_equal_scores_keep_the_impact_order() -> None:
-    rows = [{"rank": i, "kind": "value_changed", "impact": 0.1, "key": k}
-            for i, k in enumerate("abc", 1)]
-    assert [r["key"] for r in impact_with_severity(rows)] == ["a", "b", "c"]
 
 
 # -- recent usage ------------------------------------------------------------------------------

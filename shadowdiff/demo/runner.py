@@ -18,6 +18,7 @@ from rich.console import Console
 
 import shadowdiff
 from shadowdiff.config import Targets, load_config
+from shadowdiff.config_nightly import HistoryConfig
 from shadowdiff.errors import ShadowdiffError
 
 DATA = Path(__file__).parent / "data"
@@ -52,6 +53,11 @@ def demo_servers() -> Iterator[tuple[str, str, str]]:
         loop.close()
 
 
+def demo_history(out: Path) -> Path:
+    """The demo's history store: beside its run directory, apart from real runs'."""
+    return out.parent / "demo-history.sqlite"
+
+
 def run_demo(out: Path, *, quiet: bool = False) -> int:
     """Run the demo end to end; 0 when the report was written as intended."""
     from shadowdiff.console import execute
@@ -64,7 +70,10 @@ def run_demo(out: Path, *, quiet: bool = False) -> int:
             console.print(f"[bold]shadowdiff demo[/]: old shop at {old}, new shop at {new}, "
                           f"old's replica at {replica} (measures noise)")
             console.print(f"replaying {capture.name}, ranking by {log.name}")
-        config = replace(config, targets=Targets(old=old, new=new, old_replica=replica))
+        # Its own history beside the report: demo runs must never be the "last run" a
+        # real nightly job compares with. Run the demo twice to see "since last run".
+        config = replace(config, targets=Targets(old=old, new=new, old_replica=replica),
+                         history=HistoryConfig(path=str(demo_history(out))))
         code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
     # The demo's divergences are the point: 1 ("diverged") is success here; 2 is a real error.
     return 0 if code in (0, 1) else code

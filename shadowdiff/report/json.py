@@ -75,6 +75,13 @@ class _Optional:
     spec: Any
 
 
+@dataclass(frozen=True)
+class _Nullable:
+    """A value that may be null (when not null, it must match `spec`)."""
+
+    spec: Any
+
+
 def _is_number(v: Any) -> bool:
     # bool is an int subclass, but `true` is never a count or a share
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -141,10 +148,17 @@ SUMMARY_SPEC: dict[str, Any] = {
         "rank": _INT, "key": str, "endpoint": str, "location": str,
         "kind": _one_of(*DIVERGENCE_KINDS), "affected": _INT, "replayed": _INT,
         "rate": _SHARE, "usage_share": _SHARE, "impact": _SHARE,
+        "severity": _Optional(_NUM), "score": _Optional(_NUM),  # additive in version 1
         "example": _EXAMPLE, "noise": _Optional(_NOISE_TEST),
     }],
     "noise": _Optional(NOISE_SPEC),  # added in version 1 (additive): older summaries lack it
     "uncovered": [{"endpoint": str, "requests": _INT, "usage_share": _SHARE}],
+    "ranking": _Optional({"by": _one_of("score", "impact"), "usage_share": str, "rate": str,
+                          "impact": str, "severity": str, "score": str}),
+    "capture_suggestion": _Optional(_Nullable({
+        "target_share": _SHARE, "endpoints": _INT,
+        "rows": [{"endpoint": str, "requests": _INT, "share": _SHARE, "cumulative_share": _SHARE,
+                  "capture": _INT, "have": _INT}]})),
     "failures": [{
         "role": _one_of(*ROLES), "kind": _one_of(*FAILURE_KINDS), "count": _INT,
         "endpoint": str, "example_exchange_id": str, "detail": str,
@@ -152,6 +166,33 @@ SUMMARY_SPEC: dict[str, Any] = {
     "verdict": str,
     "exit_code": _one_of(0, 1, 2),  # 2: an input error cut the run short
 }
+
+# The nightly job's keys (issue 6), additive in version 1: older summaries lack them.
+_PCTS = {"n": _INT, "p50": _OPT_NUM, "p95": _OPT_NUM, "p99": _OPT_NUM}
+_FIGURES = _Check("an object of signature key -> figures (impact, ...)", lambda v: isinstance(v, dict) and all(
+    isinstance(f, dict) and _SHARE.ok(f.get("impact")) for f in v.values()))
+NIGHTLY_SPEC: dict[str, Any] = {
+    "since_last": _Optional(_Nullable({"previous_run_id": (str, None), "new": _FIGURES,
+                                       "resolved": _FIGURES, "persisting": _FIGURES,
+                                       "previous_started_at": _Optional((str, None))})),
+    "trend": _Optional([{"run_id": str, "started_at": str, "diverging_share": _SHARE,
+                         "verified_share": _SHARE, "untested_share": _SHARE, "current": _BOOL}]),
+    "accepted": _Optional([{"key": str, "reason": str, "until": (str, None), "accepted_at": str,
+                            "present": _BOOL}]),
+    "gate": _Optional({"conditions": [str], "passed": _BOOL, "reasons": [{
+        "condition": str, "failed": _BOOL, "message": str, "detail": str}]}),
+    "latency": _Optional({
+        "metric": _one_of("p50", "p95", "p99"), "min_ratio": _NUM, "confidence": _SHARE,
+        "endpoints": [{"endpoint": str, "old": _PCTS, "new": _PCTS, "old_error_rate": _OPT_NUM,
+                       "new_error_rate": _OPT_NUM, "regression": _BOOL}],
+        "regressions": [{"key": str, "endpoint": str, "metric": str, "old_ms": _NUM,
+                         "new_ms": _NUM, "ratio": _NUM, "ratio_low": _NUM, "ratio_high": _NUM,
+                         "confidence": _SHARE, "n_old": _INT, "n_new": _INT,
+                         "description": str, "accepted": _Optional(_BOOL)}]}),
+}
+SUMMARY_SPEC.update(NIGHTLY_SPEC)
+SUMMARY_SPEC["run"]["resumed"] = _Optional(_INT)
+SUMMARY_SPEC["signatures"][0]["accepted"] = _Optional(_BOOL)
 
 
 def validate_summary(obj: Any) -> list[str]:
@@ -190,6 +231,9 @@ def _check(value: Any, spec: Any, where: str, problems: list[str]) -> None:
             return
         for i, item in enumerate(value):
             _check(item, spec[0], f"{where}[{i}]", problems)
+    elif isinstance(spec, _Nullable):
+        if value is not None:
+            _check(value, spec.spec, where, problems)
     elif isinstance(spec, _Check):
         if not spec.ok(value):
             problems.append(f"{where}: expected {spec.what}, got {_short(value)}")

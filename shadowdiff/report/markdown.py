@@ -43,9 +43,11 @@ def render_markdown(
         _totals_line(summary),
         _coverage_line(summary),
         _signatures_section(summary["signatures"], max_signatures),
-        _noise_section(summary.get("noise"), max_signatures),
+        _ranking_line(summary.get("ranking")),
+        _noise_section(summary.get("noise"), max_uncovered),
         _failures_section(summary["failures"]),
         _uncovered_section(summary["uncovered"], max_uncovered),
+        _suggestion_section(summary.get("capture_suggestion"), max_uncovered),
         _skipped_line(summary["totals"]),
         _usage_line(summary["usage"]),
     ]
@@ -199,14 +201,36 @@ def _signatures_section(signatures: Sequence[Mapping[str, Any]], limit: int) -> 
     if not signatures:
         return "## Divergences\n\nNo divergences: every replayed response matched."
     rows = [_signature_row(s) for s in signatures[:limit]]
-    table = _table(
-        ["#", "impact", "endpoint", "location", "kind", "affected", "usage", "example (old → new)"],
-        ["--:", "--:", "---", "---", "---", "--:", "--:", "---"],
-        rows,
-    )
+    scored = "score" in signatures[0]
+    header = ["#", "impact", *(["severity"] if scored else []), "endpoint", "location", "kind",
+              "affected", "usage", "example (old → new)"]
+    align = ["--:", "--:", *(["--:"] if scored else []), "---", "---", "---", "--:", "--:", "---"]
+    table = _table(header, align, rows)
     more = len(signatures) - limit
     tail = f"\n\n…and {more:,} more in summary.json and report.html." if more > 0 else ""
-    return f"## Divergences, ranked by impact\n\n{table}{tail}"
+    by = "impact × severity" if scored else "impact"
+    return f"## Divergences, ranked by {by}\n\n{table}{tail}"
+
+
+def _ranking_line(ranking: Mapping[str, Any] | None) -> str:
+    if not ranking:
+        return ""
+    return (f"How ranked: impact = {md_text(ranking['impact'])}; usage share = "
+            f"{md_text(ranking['usage_share'])}; severity = {md_text(ranking['severity'])}; "
+            f"ranked by {md_text(ranking['by'])}.")
+
+
+def _suggestion_section(suggestion: Mapping[str, Any] | None, limit: int) -> str:
+    if not suggestion or not suggestion["rows"]:
+        return ""
+    rows = [[md_code(r["endpoint"]), f"{r['requests']:,}", format_pct(r["cumulative_share"]),
+             f"{r['capture']:,}", f"{r['have']:,}"] for r in suggestion["rows"][:limit]]
+    table = _table(["endpoint", "requests", "cumulative", "capture", "have"],
+                   ["---", "--:", "--:", "--:", "--:"], rows)
+    more = suggestion["endpoints"] - min(limit, len(suggestion["rows"]))
+    tail = f"\n\n…and {more:,} more endpoints in summary.json." if more > 0 else ""
+    return (f"## To cover {format_pct(suggestion['target_share'])} of production traffic, capture\n\n"
+            f"{table}{tail}")
 
 
 def _signature_row(s: Mapping[str, Any]) -> list[str]:
@@ -215,6 +239,7 @@ def _signature_row(s: Mapping[str, Any]) -> list[str]:
     return [
         str(s["rank"]),
         format_pct(s["impact"], 2),
+        *([f"{s['severity']:g}"] if "severity" in s else []),
         md_code(s["endpoint"]),
         md_code(s["location"]),
         _word(s["kind"]),

@@ -169,7 +169,8 @@ class _Run:
 
     def _counter(self, fmt: Format) -> Callable[..., BatchCounts]:
         # the default endpoint ignores the query: read it only for a custom function
-        default = self.endpoint is http_endpoint
+        # ... and so does a Templater whose routes survive the reader's id folding
+        default = self.endpoint is http_endpoint or getattr(self.endpoint, "fold_safe", False)
         if isinstance(fmt, LogFormat):
             plan = TextPlan.of(fmt, keep_query=not default, reduce=default)
             return lambda block: count_text_batch(split_lines(block), plan)
