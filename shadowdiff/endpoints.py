@@ -162,6 +162,8 @@ class Route:
         if method not in ("", "*") and not re.fullmatch(r"[A-Z][A-Z0-9_-]*", method):
             raise ValueError(f"route {spec!r}: {method!r} is not a method")
         for i, seg in enumerate(path.split("/")[1:], 1):
+            if re.sub(r"\{[^{}/]+\}", "", seg).count("{") or re.sub(r"\{[^{}/]+\}", "", seg).count("}"):
+                raise ValueError(f"route {spec!r}: unbalanced braces in {seg!r}")
             if _REST.search(seg) and (not _REST.fullmatch(seg) or i != path.count("/")):
                 raise ValueError(f"route {spec!r}: a catch-all must be the whole last segment")
         return cls(method if method not in ("", "*") else None, path, source)
