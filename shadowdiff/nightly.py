@@ -46,7 +46,9 @@ def open_history(cfg: HistoryConfig) -> Iterator[History | None]:
     if not cfg.enabled:
         yield None
         return
-    with History.open(history_path(cfg)) as history:
+    from shadowdiff import history as store  # looked up now: tests shorten the wait
+
+    with History.open(history_path(cfg), timeout_s=store.DEFAULT_TIMEOUT_S) as history:
         yield history
 
 

@@ -29,6 +29,7 @@ from markupsafe import Markup
 from shadowdiff.errors import ReportError
 from shadowdiff.model import DIVERGENCE_KINDS, signature_location
 from shadowdiff.report.markdown import example_sides, format_pct, noise_intro, suppressed_by
+from shadowdiff.report.nightly_html import nightly_view
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -105,6 +106,7 @@ def _context(
         "skipped": sorted(totals["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
         "replica": summary["run"]["targets"].get("old_replica") is not None,
         "noise": _noise_view(summary.get("noise")),
+        "nightly": nightly_view(summary),  # morning overview, since last run, latency
         "ok": summary["exit_code"] == 0,
     }
 

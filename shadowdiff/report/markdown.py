@@ -36,13 +36,18 @@ def render_markdown(
     >>> render_markdown(summary).splitlines()[0]   # doctest: +SKIP
     '# shadowdiff: 3 significant divergences'
     """
+    from shadowdiff.report import nightly_md  # imports this module's formatters
+
     sections = [
         f"# shadowdiff: {md_text(summary['verdict'])}",
         _run_line(summary),
         _warnings(summary),
         _totals_line(summary),
         _coverage_line(summary),
+        nightly_md.gate_section(summary),
+        nightly_md.since_last_section(summary),
         _signatures_section(summary["signatures"], max_signatures),
+        nightly_md.latency_section_md(summary),
         _ranking_line(summary.get("ranking")),
         _noise_section(summary.get("noise"), max_uncovered),
         _failures_section(summary["failures"]),
