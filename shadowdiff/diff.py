@@ -46,15 +46,14 @@ from __future__ import annotations
 
 import difflib
 import math
-import sys
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import orjson
 from deepdiff import DeepDiff
 from deepdiff.helper import notpresent
 
 from shadowdiff.model import Divergence
-from shadowdiff.normalize import canonical_keys
+from shadowdiff.normalize import canonical_keys, deep_call
 from shadowdiff.paths import join_location
 
 #: Longest string quoted in a divergence.
@@ -65,7 +64,6 @@ TEXT_THRESHOLD = 200
 EXCERPT_CHARS = 160
 
 _ABSENT: Any = object()
-T = TypeVar("T")
 _SORTED = orjson.OPT_SORT_KEYS
 
 # deepdiff report type -> our kind; added items are located by their index in new.
@@ -88,7 +86,7 @@ def compare(old: dict[str, Any], new: dict[str, Any], endpoint: str = "") -> lis
     """
     if not isinstance(old, dict) or not isinstance(new, dict):
         raise TypeError("compare() takes two lifted trees (dicts)")
-    return _deep_call(_compare, old, new, endpoint)
+    return deep_call(_compare, old, new, endpoint)
 
 
 def _compare(old: dict[str, Any], new: dict[str, Any], endpoint: str) -> list[Divergence]:
@@ -447,19 +445,6 @@ def _common_prefix(a: str, b: str) -> int:
         if x != y:
             return i
     return min(len(a), len(b))
-
-
-def _deep_call(fn: Callable[..., T], *args: Any) -> T:
-    """Call a recursive walker; retry with a higher recursion limit for deep nesting."""
-    try:
-        return fn(*args)
-    except RecursionError:
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 10_000))
-        try:
-            return fn(*args)
-        finally:
-            sys.setrecursionlimit(limit)
 
 
 def _union_keys(old: dict[Any, Any], new: dict[Any, Any]) -> list[Any]:

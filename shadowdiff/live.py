@@ -26,6 +26,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from shadowdiff.capture.mitm import flow_headers, flow_text
 from shadowdiff.errors import PluginError, ShadowdiffError
 from shadowdiff.live_queue import Mirror, MirrorSettings
 from shadowdiff.model import Failure, Headers, Outcome, Request, Response
@@ -59,25 +60,14 @@ def _import_mitmproxy() -> Any:
     return addons, options, Master
 
 
-def _text(raw: bytes) -> str:
-    # Header bytes are usually ASCII; latin-1 keeps any other byte, one character each.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def _headers(fields: Any) -> Headers:
-    return tuple((_text(k), _text(v)) for k, v in fields)
-
-
 def flow_request(flow: Any) -> Request:
     """The client's request of a mitmproxy HTTP flow, as shadowdiff records it."""
     req = flow.request
-    headers = _headers(req.headers.fields)
+    headers = flow_headers(req.headers.fields)
     if not any(k.lower() == "host" for k, _ in headers) and req.host_header:
         headers = (("Host", req.host_header),) + headers  # HTTP/2 keeps it in :authority
-    return Request(protocol="http", method=_text(req.data.method), target=_text(req.data.path),
+    return Request(protocol="http", method=flow_text(req.data.method),
+                   target=flow_text(req.data.path),
                    headers=headers, body=req.raw_content or b"")
 
 
@@ -87,9 +77,9 @@ def flow_outcome(flow: Any) -> Outcome:
     start = flow.request.timestamp_start or 0.0
     if resp is not None:
         end = resp.timestamp_end or start
-        return Response(status=int(resp.status_code), headers=_headers(resp.headers.fields),
+        return Response(status=int(resp.status_code), headers=flow_headers(resp.headers.fields),
                         body=resp.raw_content or b"", elapsed_s=max(0.0, end - start),
-                        reason=_text(resp.data.reason))
+                        reason=flow_text(resp.data.reason))
     message = flow.error.msg if flow.error is not None else "no response"
     return Failure(_failure_kind(message), message)
 

@@ -323,7 +323,7 @@ def normalize(tree: dict[str, Any], rules: Rules) -> dict[str, Any]:
             kept, sets = _headers(headers, auto)
             if kept is not headers:
                 tree = {**tree, "header": kept}
-    out = _deep_call(_walk, tree, auto.root)
+    out = deep_call(_walk, tree, auto.root)
     if sets:
         # A set-valued header is the set of its own tokens: other string rules would make
         # the sorted form depend on what they rewrote, and normalizing twice would differ.
@@ -460,7 +460,7 @@ def _mask_all(value: dict[Any, Any] | list[Any], state: _State) -> Any:
 T = TypeVar("T")
 
 
-def _deep_call(fn: Callable[..., T], *args: Any) -> T:
+def deep_call(fn: Callable[..., T], *args: Any) -> T:
     """Call a recursive walker; retry with a higher recursion limit for deeply nested trees."""
     try:
         return fn(*args)

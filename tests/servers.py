@@ -57,9 +57,9 @@ def refused_url() -> str:
 
 
 @contextmanager
-def raw_server(behaviour: str) -> Iterator[str]:
-    """A TCP peer that misbehaves: `hang` (never answers), `reset` (RST after the request),
-    `garbage` (a non-HTTP reply), `truncated` (headers promise more body than is sent)."""
+def tcp_peer(handle: Callable[[socket.socket], None], scheme: str = "http") -> Iterator[str]:
+    """A loopback TCP listener that runs `handle(conn)` in a thread per connection;
+    yields `scheme://127.0.0.1:PORT`. Connections still open are closed at the end."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -67,6 +67,32 @@ def raw_server(behaviour: str) -> Iterator[str]:
     listener.settimeout(0.2)
     stop = threading.Event()
     conns: list[socket.socket] = []
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            conns.append(conn)
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for c in conns:
+            c.close()
+        listener.close()
+
+
+@contextmanager
+def raw_server(behaviour: str) -> Iterator[str]:
+    """A TCP peer that misbehaves: `hang` (never answers), `reset` (RST after the request),
+    `garbage` (a non-HTTP reply), `truncated` (headers promise more body than is sent)."""
 
     def handle(conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -85,22 +111,5 @@ def raw_server(behaviour: str) -> Iterator[str]:
         except OSError:
             pass
 
-    def accept_loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            conns.append(conn)
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept_loop, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for c in conns:
-            c.close()
-        listener.close()
+    with tcp_peer(handle) as url:
+        yield url

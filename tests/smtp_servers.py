@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
-from servers import background_loop
+from servers import background_loop, tcp_peer
 
 from shadowdiff.capture.smtp import Conversation, session_exchanges
 from shadowdiff.model import Exchange
@@ -84,13 +83,6 @@ def serve_smtp(handler: MailHandler, hostname: str, *, size: int = 33554432) -> 
 def raw_smtp(behaviour: str) -> Iterator[str]:
     """A TCP peer that is not a good MTA: `silent` (never answers), `huge` (a 1 MB reply
     line), `garbage` (a non-SMTP banner), `drop` (banner, then closes at the first command)."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
 
     def handle(conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -106,25 +98,8 @@ def raw_smtp(behaviour: str) -> Iterator[str]:
         except OSError:
             pass
 
-    def accept_loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            conns.append(conn)
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept_loop, daemon=True)
-    thread.start()
-    try:
-        yield f"smtp://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for c in conns:
-            c.close()
-        listener.close()
+    with tcp_peer(handle, "smtp") as url:
+        yield url
 
 
 def scripted_session(session_id: str, commands: list[str], server: bytes = b"",

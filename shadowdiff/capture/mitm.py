@@ -108,7 +108,7 @@ def _flows(f: IO[bytes], reader: Any, exceptions: Any, src: str) -> Iterator[Any
         offset = f.tell()  # tnetstring.load reads exactly one flow: the next starts here
 
 
-def _text(raw: bytes) -> str:
+def flow_text(raw: bytes) -> str:
     # Header bytes are usually ASCII; latin-1 keeps any other byte, one character each.
     try:
         return raw.decode("utf-8")
@@ -116,20 +116,21 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _headers(fields: Any) -> Headers:
-    return tuple((_text(k), _text(v)) for k, v in fields)
+def flow_headers(fields: Any) -> Headers:
+    """mitmproxy header fields as ordered (name, value) pairs, duplicates kept."""
+    return tuple((flow_text(k), flow_text(v)) for k, v in fields)
 
 
 def _exchange(flow: Any, index: int, name: str) -> Exchange:
     req = flow.request
     marks: list[str] = []
-    headers = _headers(req.headers.fields)
+    headers = flow_headers(req.headers.fields)
     if not any(k.lower() == "host" for k, _ in headers):
         host = req.host_header or req.pretty_host  # HTTP/2 keeps it in :authority
         if host:
             headers = (("Host", host),) + headers
-    method = _text(req.data.method)
-    target = _text(req.data.path) or (req.authority if method == "CONNECT" else "/")
+    method = flow_text(req.data.method)
+    target = flow_text(req.data.path) or (req.authority if method == "CONNECT" else "/")
     body = req.raw_content
     if body is None:
         marks.append("request_body_missing")
@@ -154,8 +155,8 @@ def _response(flow: Any, marks: list[str]) -> Response | None:
         marks.append("body_missing")  # mitmproxy streamed it through without keeping it
     start, end = flow.request.timestamp_start, resp.timestamp_end
     elapsed = end - start if start and end and end >= start else 0.0
-    return Response(status=int(resp.status_code), headers=_headers(resp.headers.fields),
-                    body=body or b"", elapsed_s=elapsed, reason=_text(resp.data.reason))
+    return Response(status=int(resp.status_code), headers=flow_headers(resp.headers.fields),
+                    body=body or b"", elapsed_s=elapsed, reason=flow_text(resp.data.reason))
 
 
 __all__ = ["read_mitm", "sniff"]
