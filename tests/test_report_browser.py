@@ -94,12 +94,12 @@ async def _drive(report: Path, profile: Path, shot: Path) -> dict[str, Any]:
         await b.send("Page.navigate", url=report.as_uri())
         await b.wait_for("Page.loadEventFired")
         rows = "Array.from(document.querySelectorAll('#sig-table tbody tr'))"
-        endpoints = f"{rows}.map(r => r.cells[2].textContent.trim() + ' ' + r.cells[3].textContent.trim())"
+        endpoints = f"{rows}.map(r => r.cells[3].textContent.trim() + ' ' + r.cells[4].textContent.trim())"
         out: dict[str, Any] = {"title": await b.evaluate("document.title"),
                                "before": await b.evaluate(endpoints)}
-        await b.click("#sig-table thead th:nth-child(4)")  # location
+        await b.click("#sig-table thead th:nth-child(5)")  # location
         out["after_one"] = await b.evaluate(endpoints)
-        await b.click("#sig-table thead th:nth-child(4)")
+        await b.click("#sig-table thead th:nth-child(5)")
         out["after_two"] = await b.evaluate(endpoints)
         await b.click("#sig-filter")
         await b.send("Input.insertText", text="zip")
