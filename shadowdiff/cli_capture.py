@@ -60,7 +60,7 @@ def capture() -> None:
 
 
 def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
-            extra: dict[str, Any]) -> None:
+            extra: dict[str, Any], quiet: bool = False) -> None:
     from shadowdiff.capture import read_exchanges
     from shadowdiff.capture.filters import apply_filters
     from shadowdiff.capture.jsonl import CaptureWriter
@@ -77,8 +77,13 @@ def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
                 error = exc  # keep what was read before the bad spot
                 return
 
+    from rich.console import Console
+
+    from shadowdiff.progress import import_progress
+
     writer = CaptureWriter(output, source=f"{fmt}:{','.join(inputs)}")
-    writer.write_all(apply_filters(stream(), flt, stats))
+    with import_progress(Console(stderr=True), f"importing {fmt}", not quiet) as count:
+        writer.write_all(count(apply_filters(stream(), flt, stats)))
     if error is not None:
         stats["error"] = str(error)
     writer.stats.update(stats)
@@ -92,23 +97,25 @@ def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
 
 def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> None:
     def command(inputs: tuple[str, ...], output: str, port: tuple[int, ...] = (),
-                **filters: Any) -> None:
+                quiet: bool = False, **filters: Any) -> None:
         extra = {"ports": set(port) or None} if ports else {}
-        _import(fmt, inputs, output, _filter(**filters), extra)
+        _import(fmt, inputs, output, _filter(**filters), extra, quiet)
 
     command.__doc__ = help_text
     for option in reversed(_FILTER_OPTIONS):
         command = option(command)
+    command = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(command)
     if ports:
         command = click.option("--port", multiple=True, type=int,
-                               help="Server port(s) carrying HTTP [any port whose traffic parses as HTTP].")(command)
+                               help="Server port(s) to import; each connection is HTTP or SMTP, by port "
+                                    "(25, 587: SMTP) and by content [every port].")(command)
     command = click.argument("inputs", nargs=-1, required=True,
                              type=click.Path(exists=True, dir_okay=False))(command)
     capture.command(fmt)(command)
 
 
 _make_capture_command("har", "Import HAR 1.2 files (browser dev tools, proxies).")
-_make_capture_command("pcap", "Import pcap/pcapng files: TCP reassembly and HTTP/1.x parsing.", ports=True)
+_make_capture_command("pcap", "Import pcap/pcapng files: TCP reassembly, HTTP/1.x and SMTP sessions.", ports=True)
 _make_capture_command("mitm", "Import mitmproxy flow files (mitmdump -w).")
 _make_capture_command("log", "Turn access logs into replayable GET/HEAD requests (logs carry no bodies).")
 

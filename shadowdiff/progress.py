@@ -74,3 +74,28 @@ def replay_progress(console: Console, total: int | None) -> Iterator[Any]:
                        detail=f"[yellow]{state.diverged:,} diverged[/] "
                               f"[red]{state.failed:,} failed[/] {state.skipped:,} skipped")
         yield update
+
+
+@contextmanager
+def import_progress(console: Console, label: str, enabled: bool = True) -> Iterator[Any]:
+    """A context giving `count(iterable)`, which passes items through and shows how many
+    went by and how fast. Importers stream without knowing their total, so there is no ETA."""
+    if not enabled:
+        yield lambda items: items
+        return
+    columns = [SpinnerColumn(), TextColumn(f"[bold]{label}"),
+               TextColumn("{task.completed:,.0f} exchanges"), RateColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True, refresh_per_second=5) as bar:
+        task = bar.add_task(label, total=None)
+
+        def count(items: Any) -> Any:
+            done, last = 0, 0.0
+            for item in items:
+                done += 1
+                now = time.monotonic()
+                if now - last >= _EVERY_S:
+                    last = now
+                    bar.update(task, completed=done)
+                yield item
+            bar.update(task, completed=done)
+        yield count
