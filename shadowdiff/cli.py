@@ -15,7 +15,8 @@ import click
 
 from shadowdiff import __version__
 from shadowdiff.cli_nightly import apply_nightly_flags, nightly_options
-from shadowdiff.config import Config, Targets, check_replay, check_targets, load_config
+from shadowdiff.config import (Config, Targets, check_replay, check_targets, check_window,
+                               load_config)
 from shadowdiff.errors import ShadowdiffError
 
 EXIT_INPUT = 2
@@ -68,7 +69,10 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
         smtp_deliver=bool(flags.get("smtp_deliver")) or r.smtp_deliver,
     ))
     report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
-    return replace(config, targets=targets, replay=replay_cfg, report=report_cfg)
+    rank_cfg = config.rank
+    if flags.get("window_days") is not None:
+        rank_cfg = check_window(replace(rank_cfg, window_days=flags["window_days"]))
+    return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg)
 
 
 _RUN_OPTIONS = [
@@ -83,7 +87,11 @@ _RUN_OPTIONS = [
     click.option("--route", "routes", multiple=True, metavar="'GET /users/{id}'",
                  help="An endpoint template to match before inference (repeatable)."),
     click.option("--usage", "usage_logs", multiple=True, metavar="LOG",
-                 help="Production access log(s) (nginx/Apache combined, JSON): rank by real usage."),
+                 help="Production access log(s) (nginx/Apache combined, JSON), or Exim/Postfix "
+                 "mail logs for SMTP: rank by real usage."),
+    click.option("--window-days", type=click.FloatRange(min=0, min_open=True), metavar="N",
+                 help="Rank by the last N days of --usage logs only (ending at their latest "
+                 "day) [all; config: rank.window_days]."),
     click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
                  help="shadowdiff.toml (docs/configuration.md)."),
     click.option("--out", type=click.Path(file_okay=False), help="Run directory [reports/run-<time>]."),
@@ -128,13 +136,17 @@ def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False), default="reports/demo", show_default=True,
-              help="Where the demo writes its report.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Where the demo writes its report [reports/demo, reports/demo-smtp].")
+@click.option("--smtp", is_flag=True,
+              help="The mail demo: two aiosmtpd MTAs, a mail capture, a Postfix maillog.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no table.")
-def demo(out: str, quiet: bool) -> None:
+def demo(out: str | None, smtp: bool, quiet: bool) -> None:
     """Run the whole pipeline on bundled old and new demo services (exits 0 when it worked)."""
-    from shadowdiff.demo.runner import run_demo
-    sys.exit(run_demo(Path(out), quiet=quiet))
+    from shadowdiff.demo.runner import run_demo, run_smtp_demo
+    if smtp:
+        sys.exit(run_smtp_demo(Path(out or "reports/demo-smtp"), quiet=quiet))
+    sys.exit(run_demo(Path(out or "reports/demo"), quiet=quiet))
 
 
 @main.command()

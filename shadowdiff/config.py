@@ -7,6 +7,7 @@ silently ignored would hide (or invent) divergences. Documented in docs/configur
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -80,6 +81,11 @@ class RankConfig:
     """Rank by score = impact x severity of the kind; False ranks by impact alone."""
     severity_weights: tuple[tuple[str, float], ...] = ()
     """Overrides of shadowdiff.severity.DEFAULT_WEIGHTS (docs/endpoints.md)."""
+    window_days: float | None = None
+    """Count only the logs' last N days (ending at their latest day): today's traffic mix,
+    not last quarter's. None counts every logged request."""
+    half_life_days: float | None = None
+    """Within the window, a day this old counts half (needs `window_days`)."""
 
 
 @dataclass(frozen=True)
@@ -383,7 +389,9 @@ def _rank(table: Any, src: str) -> RankConfig:
 
     table = dict(table) if isinstance(table, dict) else table
     weights = table.pop("severity_weights", {}) if isinstance(table, dict) else {}
-    base = _simple(RankConfig, table, "rank", src)
+    window = {k: table.pop(k) for k in ("window_days", "half_life_days")
+              if isinstance(table, dict) and k in table}
+    base = check_window(replace(_simple(RankConfig, table, "rank", src), **window), src)
     if not isinstance(weights, dict):
         raise ConfigError("must be a table of kind = weight", path=src, key="rank.severity_weights")
     try:
@@ -391,6 +399,25 @@ def _rank(table: Any, src: str) -> RankConfig:
     except ValueError as exc:
         raise ConfigError(str(exc), path=src, key="rank.severity_weights") from exc
     return replace(base, severity_weights=tuple((k, float(v)) for k, v in weights.items()))
+
+
+def check_window(cfg: RankConfig, src: str = "<flags>") -> RankConfig:
+    """A usage window is a positive, finite number of days (file and flags alike)."""
+    for key in ("window_days", "half_life_days"):
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"must be a number of days, not {type(value).__name__}",
+                              path=src, key=f"rank.{key}")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"must be a positive number of days, not {value!r}",
+                              path=src, key=f"rank.{key}")
+    if cfg.half_life_days is not None and cfg.window_days is None:
+        raise ConfigError("a half-life weighs days inside a window: set window_days too",
+                          path=src, key="rank.half_life_days")
+    return replace(cfg, **{k: float(getattr(cfg, k)) for k in ("window_days", "half_life_days")
+                           if getattr(cfg, k) is not None})
 
 
 def _report(table: Any, src: str) -> ReportConfig:

@@ -28,7 +28,9 @@ def load_usage(paths: Sequence[str], config: Config | None = None, *,
     cfg = (config or Config()).routes
     base = Path(config.source).parent if config and config.source else None
     templater = build_templater(cfg, base_dir=base, openapi=openapi, extra_routes=routes)
-    return usage_from_logs(paths, templater, cfg)
+    rank = (config or Config()).rank
+    return usage_from_logs(paths, templater, cfg, window_days=rank.window_days,
+                           half_life_days=rank.half_life_days)
 
 
 

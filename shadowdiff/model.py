@@ -13,6 +13,11 @@ from typing import Any, Union
 
 Headers = tuple[tuple[str, str], ...]
 
+#: Where usage figures can come from, and how reports name each. Production logs of any
+#: protocol are alike to ranking; only these words differ.
+USAGE_SOURCES: dict[str, str] = {"access_log": "access logs", "mail_log": "mail logs",
+                                 "capture": "the capture"}
+
 #: The roles a request is replayed to. `old_replica` only measures noise.
 ROLES: tuple[str, ...] = ("old", "new", "old_replica")
 

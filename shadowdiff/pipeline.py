@@ -144,8 +144,10 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
                       tally: Tally, state: RunState, results: _Results,
                       progress: ProgressFn | None,
                       endpoint_of: Callable[[Request], str], journal: Journal) -> None:
+    # A pcap may hold HTTP and SMTP together: replay what the targets speak, skip the rest.
     policy = ReplayPolicy(methods=_methods(config, protocol),
-                          concurrency=config.replay.concurrency, rate=config.replay.rate)
+                          concurrency=config.replay.concurrency, rate=config.replay.rate,
+                          protocol=protocol.name if config.targets.old else None)
 
     def on_skip(ex: Exchange, reason: str) -> None:
         tally.add_skip(endpoint_of(ex.request), ex, reason)

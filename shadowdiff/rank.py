@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shadowdiff.model import USAGE_SOURCES as USAGE_SOURCES  # re-exported
 from shadowdiff.severity import severity
 from shadowdiff.tally import Tally
 
@@ -24,14 +25,23 @@ class Usage:
     """Production requests per endpoint, and where the figures came from."""
 
     counts: Mapping[str, int]
-    source: str                     # "access_log" | "capture"
+    source: str                     # a key of USAGE_SOURCES
     files: tuple[str, ...] = ()
     malformed: int = 0
     note: str = ""
+    window_days: float | None = None
+    """The counts cover only the logs' last N days (`[rank] window_days`); None: all."""
+    half_life_days: float | None = None
+    """Within the window, a day this old counted half."""
 
     @property
     def total(self) -> int:
         return int(sum(self.counts.values()))
+
+    @property
+    def from_production(self) -> bool:
+        """Counted from production logs (access or mail), not the capture's stand-in."""
+        return self.source != "capture"
 
 
 def capture_usage(tally: Tally) -> Usage:

@@ -24,6 +24,7 @@ class ReplayPolicy:
     methods: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
     concurrency: int = 32
     rate: float = 0.0  # exchanges per second, 0 = unlimited
+    protocol: str | None = None  # the targets' protocol: other exchanges are skipped
 
 
 def skip_reason(exchange: Exchange, policy: ReplayPolicy,
@@ -32,6 +33,8 @@ def skip_reason(exchange: Exchange, policy: ReplayPolicy,
 
     `observed` names roles that have no target: the capture must already hold their outcome.
     """
+    if policy.protocol is not None and exchange.request.protocol != policy.protocol:
+        return f"protocol {exchange.request.protocol} (the targets speak {policy.protocol})"
     if observed and not set(observed) <= {role for role, _ in exchange.observed}:
         return f"no recorded outcome for {'/'.join(sorted(observed))} and no target to send to"
     if exchange.request.method.upper() not in policy.methods:

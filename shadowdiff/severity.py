@@ -149,13 +149,16 @@ def weight_recent(usage: UsageTable | Mapping[tuple[str, float], int], window_da
     `usage` maps (endpoint, epoch seconds of a time bucket, e.g. the day's start) to
     requests. `now` defaults to the latest bucket, so a replayed old log gives the same
     answer as on the day it was written. With `half_life_days`, a bucket that old counts
-    half. A `UsageTable` has no per-endpoint times: it is accepted only when its whole
-    span fits in the window (then the answer is exact); otherwise ValueError says what
-    the log reader must add.
+    half. A `UsageTable` from `read_usage` brings its own per-(endpoint, UTC day) buckets
+    (`by_day`; requests without a time are left out). One built without them is accepted
+    only when its whole span fits in the window (then the answer is exact).
     """
     if window_days <= 0:
         raise ValueError(f"window_days must be > 0, not {window_days!r}")
     if hasattr(usage, "requests_by_endpoint"):
+        if getattr(usage, "by_day", None):
+            return weight_recent(usage.by_day, window_days, now=now,
+                                 half_life_days=half_life_days)
         return _table_in_window(usage, window_days)
     buckets: Mapping[tuple[str, float], int] = usage  # type: ignore[assignment]
     if not buckets:
@@ -177,6 +180,5 @@ def _table_in_window(table: UsageTable, window_days: float) -> dict[str, float]:
         return {e: float(n) for e, n in table.requests_by_endpoint().items()}
     raise ValueError(
         f"the logs span {(last - first) / _DAY:.1f} days, more than the {window_days:g}-day "
-        "window, and UsageTable keeps no per-endpoint times. Needed: the log reader's "
-        "group-by keyed by (method, target, status, day) and UsageTable rows per "
-        "(endpoint, day); pass those counts here as {(endpoint, day_start_epoch): requests}")
+        "window, and this UsageTable has no per-day counts (`by_day`, filled by read_usage); "
+        "pass them here as {(endpoint, day_start_epoch): requests}")

@@ -11,9 +11,9 @@ import uuid
 from typing import Any
 
 from shadowdiff.config import Config
-from shadowdiff.model import Signature
 from shadowdiff.noise import NoiseTest
 from shadowdiff.coverage import suggest_sample
+from shadowdiff.model import USAGE_SOURCES, Signature
 from shadowdiff.rank import Usage, coverage, endpoint_table, rank_signatures, uncovered
 from shadowdiff.severity import severity_weights
 from shadowdiff.tally import Tally
@@ -99,7 +99,8 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
         },
         "totals": totals,
         "usage": {"source": usage.source, "files": list(usage.files), "requests": usage.total,
-                  "malformed": usage.malformed, "note": usage.note},
+                  "malformed": usage.malformed, "note": usage.note,
+                  "window_days": usage.window_days, "half_life_days": usage.half_life_days},
         "coverage": coverage(tally, usage),
         "endpoints": endpoint_table(tally, usage),
         "signatures": signatures,
@@ -116,8 +117,12 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
 
 def ranking_explained(config: Config, usage: Usage) -> dict[str, Any]:
     """How each figure of the ranking was computed, in words the report prints."""
-    source = ("production access logs" if usage.source == "access_log"
+    source = (f"production {USAGE_SOURCES.get(usage.source, usage.source)}"
+              if usage.from_production
               else "the capture's own endpoint frequencies (no access log given)")
+    if usage.window_days is not None:
+        source += f", last {usage.window_days:g} days only" + (
+            f" (half-life {usage.half_life_days:g} days)" if usage.half_life_days else "")
     return {
         "by": "score" if config.rank.severity else "impact",
         "usage_share": f"the endpoint's share of requests in {source}",
@@ -132,7 +137,7 @@ def ranking_explained(config: Config, usage: Usage) -> dict[str, Any]:
 def capture_suggestion(tally: Tally, usage: Usage, target_share: float = 0.99,
                        top: int = 25) -> dict[str, Any] | None:
     """What to capture next so the replay covers `target_share` of production traffic."""
-    if usage.source != "access_log" or not usage.total:
+    if not usage.from_production or not usage.total:
         return None
     have = {ep: s.captured for ep, s in tally.endpoints.items() if s.captured}
     rows = suggest_sample(usage.counts, target_share, have=have)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pytest
+
+from shadowdiff.console import load_usage
+from shadowdiff.errors import ConfigError
 from shadowdiff.protocols.smtp import PROTOCOL, Script, step_request
-from shadowdiff.usage.maillog import read_mail_usage, sniff_maillog
+from shadowdiff.usage.maillog import is_mail_log, read_mail_usage, sniff_maillog
 
 POSTFIX = """\
 Nov 25 17:58:30 mx postfix/smtpd[101]: connect from unknown[127.0.0.1]
@@ -20,7 +24,7 @@ Nov 25 18:08:32 mx postfix/smtp[103]: 4FJ3kL1abcz: to=<dan@Example.com>, relay=n
 Nov 25 18:08:32 mx postfix/qmgr[90]: 4FJ3kL1abcz: removed
 Nov 25 18:09:00 mx postfix/smtpd[101]: NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1 <bob@example.com>: Recipient address rejected: User unknown in local recipient table; from=<alice@sender.test> to=<bob@example.com> proto=ESMTP helo=<c.test>
 Nov 25 18:09:01 mx postfix/smtpd[101]: NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <eve@elsewhere.org>: Relay access denied; from=<alice@sender.test> to=<eve@elsewhere.org> proto=ESMTP helo=<c.test>
-Nov 25 18:09:02 mx postfix/smtpd[101]: disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=0/2 quit=1 commands=3/5
+Nov 25 18:09:02 mx postfix/smtpd[101]: disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=0/2 vrfy=1/2 quit=1 commands=4/7
 """
 
 EXIM = """\
@@ -43,10 +47,12 @@ def test_postfix_maillog(tmp_path: Path) -> None:
     usage = read_mail_usage([log])
     assert dict(usage.counts) == {"CONNECT": 1, "MAIL FROM:<{local}@sender.test>": 1,
                                   "RCPT TO:<{local}@example.com>": 3,
-                                  "RCPT TO:<{local}@elsewhere.org>": 1}
+                                  "RCPT TO:<{local}@elsewhere.org>": 1,
+                                  "EHLO {host}": 1, "VRFY {name}": 2, "QUIT": 1}
     assert dict(usage.outcomes["RCPT TO:<{local}@example.com>"]) == {
         "delivered": 1, "deferred": 1, "bounced": 1, "rejected": 1}
-    assert usage.formats == ["postfix"] and usage.lines == 11 and usage.matched == 9
+    assert dict(usage.outcomes["VRFY {name}"]) == {"accepted": 1, "rejected": 1}
+    assert usage.formats == ["postfix"] and usage.lines == 11 and usage.matched == 10
 
 
 def test_exim_mainlog_gzipped(tmp_path: Path) -> None:
@@ -72,3 +78,21 @@ def test_sniff() -> None:
     assert sniff_maillog(POSTFIX.splitlines()) == "postfix"
     assert sniff_maillog(EXIM.splitlines()) == "exim"
     assert sniff_maillog(['1.2.3.4 - - [x] "GET / HTTP/1.1" 200 1']) is None
+
+
+def test_usage_flag_detects_mail_logs_by_content(tmp_path: Path) -> None:
+    postfix, exim = tmp_path / "maillog", tmp_path / "mainlog.gz"
+    postfix.write_text(POSTFIX)
+    exim.write_bytes(gzip.compress(EXIM.encode()))
+    access = tmp_path / "access.log"
+    access.write_text('1.2.3.4 - - [25/Nov/2026:17:58:30 +0000] "GET / HTTP/1.1" 200 1 "-" "-"\n')
+    assert is_mail_log(postfix) and is_mail_log(exim) and not is_mail_log(access)
+    usage, _ = load_usage([str(postfix), str(exim)])
+    assert usage is not None and usage.source == "mail_log" and usage.from_production
+    assert usage.counts["RCPT TO:<{local}@example.com>"] == 6 and usage.counts["CONNECT"] == 2
+    assert usage.counts["EHLO {host}"] == 1  # from Postfix's disconnect line
+    assert usage.files == (str(postfix), str(exim))
+    with pytest.raises(ConfigError, match="mixes mail logs"):
+        load_usage([str(postfix), str(access)])
+    usage, _ = load_usage([str(access)])
+    assert usage is not None and usage.source == "access_log"

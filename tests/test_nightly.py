@@ -127,9 +127,12 @@ def test_gate_latency_flags_a_sound_regression_and_junit_validates(capture, serv
     result = run(capture, servers, tmp_path, "r", "--config", str(config), "--junit", str(junit))
     assert result.exit_code == 1, result.output
     latency = summary_of(tmp_path, "r")["latency"]
-    assert [f["key"] for f in latency["regressions"]] == [
-        "GET /slow/{id} latency.p50 latency_regression"]
-    assert latency["regressions"][0]["ratio_low"] > 1
+    # Only the slow endpoint must be flagged; under a loaded machine another endpoint may
+    # truly be slower on new too, so this checks inclusion (noise is covered with fixed
+    # samples in test_latency.py, where timing cannot interfere).
+    flagged = {f["key"]: f for f in latency["regressions"]}
+    slow = flagged["GET /slow/{id} latency.p50 latency_regression"]
+    assert slow["ratio_low"] > 1
     xmlschema.XMLSchema(str(XSD)).validate(str(junit))
     text = junit.read_text(encoding="utf-8")
     assert 'type="latency_regression"' in text and 'type="value_changed"' in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,18 @@ def _log(tmp_path: Path, days: list[int]) -> Path:
     return path
 
 
-def test_a_usage_table_is_taken_whole_only_inside_the_window(tmp_path: Path) -> None:
+def test_a_usage_table_is_windowed_by_its_day_buckets(tmp_path: Path) -> None:
     table = read_usage([str(_log(tmp_path, [1, 2, 3]))])
     assert weight_recent(table, 7) == {"GET /u/{id}": 3.0}
     table = read_usage([str(_log(tmp_path, [1, 20]))])
-    with pytest.raises(ValueError, match=r"span 19.0 days.*\(endpoint, day_start_epoch\)"):
-        weight_recent(table, 7)
+    assert weight_recent(table, 7) == {"GET /u/{id}": 1.0}
+    assert weight_recent(table, 30, half_life_days=19) == {"GET /u/{id}": pytest.approx(1.5)}
+    # a table built without buckets is taken whole only when its span fits the window
+    bare = replace(table, by_day={})
+    assert weight_recent(replace(bare, first_seen=DAY, last_seen=2 * DAY), 7) == {
+        "GET /u/{id}": 2.0}
+    with pytest.raises(ValueError, match=r"span 19.0 days.*by_day"):
+        weight_recent(bare, 7)
 
 
 def test_a_usage_table_without_times(tmp_path: Path) -> None:

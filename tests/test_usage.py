@@ -97,6 +97,16 @@ def assert_table_consistent(table: object, reqs: list[Req]) -> None:
     for row in frame.to_dict("records"):
         for klass in ("1xx", "2xx", "3xx", "4xx", "5xx", "other"):
             assert row[klass] == mix[(row["endpoint"], klass)]
+    assert table.by_day == expected_days(reqs)  # type: ignore[attr-defined]
+
+
+def utc_day(when: datetime) -> float:
+    """The UTC day start of a time, in epoch seconds: the reader's day bucket key."""
+    return float(int(when.timestamp()) // 86_400 * 86_400)
+
+
+def expected_days(reqs: list[Req]) -> Counter[tuple[str, float]]:
+    return Counter((http_endpoint(m, t), utc_day(when)) for m, t, _, when in reqs)
 
 
 # -- combined, common, the committed sample ------------------------------------------------
@@ -202,6 +212,61 @@ def test_json_request_line_field_and_missing_request(tmp_path: Path) -> None:
     table = read_usage([str(write(tmp_path / "a.log", lines))], fmt="json")
     assert counts_of(table) == expected(reqs)
     assert table.no_request == 1
+
+
+# -- per-day buckets -----------------------------------------------------------------------
+
+_ZONES = [timezone.utc, timezone(timedelta(hours=-7)), timezone(timedelta(hours=5, minutes=30))]
+
+
+def across_midnights(n: int, seed: int) -> list[Req]:
+    """Requests every 7 minutes (so over several UTC days), logged in mixed time zones:
+    the local date often differs from the UTC day they must be counted in."""
+    reqs = make_requests(n, seed=seed)
+    return [(m, t, s, (T0 + timedelta(minutes=7 * i)).astimezone(_ZONES[i % 3]))
+            for i, (m, t, s, _) in enumerate(reqs)]
+
+
+def test_day_buckets_follow_utc_days_across_midnight_and_zones(tmp_path: Path) -> None:
+    reqs = across_midnights(1200, seed=20)  # 5.8 days
+    lines = [combined(r) for r in reqs]
+    lines[5:5] = ["garbage between requests"]  # small blocks and a rejected line
+    table = read_usage([str(write(tmp_path / "access.log", lines))], block_size=4096)
+    assert_table_consistent(table, reqs)
+    assert len({day for _, day in table.by_day}) == 7 and table.undated == 0
+    late = datetime(2024, 3, 1, 23, 30, tzinfo=timezone(timedelta(hours=-7)))  # 06:30Z on the 2nd
+    one = read_usage([str(write(tmp_path / "one.log", [combined(("GET", "/a", 200, late))]))])
+    assert one.by_day == {("GET /a", utc_day(late)): 1}
+    assert utc_day(late) == datetime(2024, 3, 2, tzinfo=timezone.utc).timestamp()
+
+
+def test_lines_without_a_parsable_time_count_in_totals_but_in_no_day(tmp_path: Path) -> None:
+    good = ("GET", "/users/1", 200, T0)
+    lines = [combined(good), combined(good).replace("01/Mar/2024:12:00:00", "99/Foo/2024:25:61:00")]
+    table = read_usage([str(write(tmp_path / "odd.log", lines))])
+    assert (table.total, table.undated) == (2, 1)
+    assert table.by_day == {("GET /users/{id}", utc_day(T0)): 1}
+    # a format without any time: every request counted, none in a day
+    fmt = '$remote_addr "$request" $status'
+    reqs = make_requests(50, seed=21)
+    path = write(tmp_path / "notime.log", [render_nginx(fmt, r) for r in reqs])
+    untimed = read_usage([str(path)], fmt="nginx:" + fmt)
+    assert counts_of(untimed) == expected(reqs)
+    assert untimed.by_day == {} and untimed.undated == len(reqs) == untimed.total
+
+
+@pytest.mark.parametrize("junk", [False, True], ids=["arrow", "orjson"])
+def test_json_day_buckets_on_both_paths(tmp_path: Path, junk: bool) -> None:
+    reqs = across_midnights(900, seed=22)
+    lines = [nginx_json(r) for r in reqs]
+    lines.append('{"time":"yesterday","method":"GET","uri":"/late","status":200}')
+    if junk:
+        lines[3:3] = ["not json"]  # that block goes line by line through orjson
+    table = read_usage([str(write(tmp_path / "a.json", lines))], block_size=16 << 10)
+    assert table.undated == 1 and counts_of(table)["GET /late"] == 1
+    assert table.by_day == expected_days(reqs)
+    epochs = [r[3].timestamp() for r in reqs]
+    assert (table.first_seen, table.last_seen) == (min(epochs), max(epochs))
 
 
 # -- files: gzip, rotation, globs ----------------------------------------------------------

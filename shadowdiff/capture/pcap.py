@@ -30,7 +30,7 @@ from typing import IO, Any
 from shadowdiff.capture.http1 import HttpSession
 from shadowdiff.capture.jsonl import CaptureWriter
 from shadowdiff.capture.order import Orderer
-from shadowdiff.capture.packet import Decoder, decoder_for
+from shadowdiff.capture.packet import Decoder, Segment, decoder_for
 from shadowdiff.capture.tcp import Counters, TcpTable
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange
@@ -65,24 +65,30 @@ def sniff(head: bytes) -> bool:
 
 def read_pcap(path: str | os.PathLike[str], *, ports: Collection[int] | None = None,
               stats: dict[str, Any] | None = None, idle_s: float = 300.0) -> Iterator[Exchange]:
-    """Stream the HTTP/1.x exchanges of a pcap/pcapng file (optionally gzip-compressed).
+    """Stream the HTTP/1.x exchanges and SMTP session steps of a pcap/pcapng file.
 
-    `ports` limits the import to connections with a server on one of those ports (and
-    says which side is the server when a connection's start was not captured). `stats`,
-    if given, receives the counts (packets, connections, requests, responses, incomplete,
-    skipped_packets, non_http_connections, ...) when the iteration ends.
-    Raises CaptureError when the file cannot be read as a capture.
+    Each TCP connection is HTTP or SMTP, told by its port and its first bytes
+    (dispatch.py), so a capture holding both yields both. `ports` limits the import to
+    connections with a server on one of those ports (and says which side is the server
+    when a connection's start was not captured). `stats`, if given, receives the counts
+    (packets, connections, requests, responses, incomplete, skipped_packets,
+    non_http_connections, ..., and the `smtp_*` counts when SMTP was seen) when the
+    iteration ends. Raises CaptureError when the file cannot be read as a capture.
     """
+    from shadowdiff.capture.dispatch import connection_factory
+    from shadowdiff.capture.smtp import SmtpImporter
+
     src = str(path)
     counters = Counters()
     orderer = Orderer(src, counters)
-    table = TcpTable(lambda mid_stream: HttpSession(orderer, counters, mid_stream), counters,
+    smtp = SmtpImporter(f"pcap:{os.path.basename(src)}")
+    table = TcpTable(connection_factory(orderer, counters, smtp), counters,
                      ports=ports, idle_s=idle_s)
-    ready = orderer.ready
+    ready, mail = orderer.ready, smtp.ready
     segment = table.segment
     last_ts = 0.0
     try:
-        for decode, frames in _frames(src, counters):
+        for decode, frames in frame_batches(src, counters):
             for data, ts in frames:
                 seg = decode(data)
                 if seg is None or not segment(seg, ts):
@@ -90,14 +96,40 @@ def read_pcap(path: str | os.PathLike[str], *, ports: Collection[int] | None = N
                 if ready:
                     yield from ready
                     ready.clear()
+                if mail:
+                    yield from drain(mail)
             last_ts = frames[-1][1]
         table.close_all(last_ts)
         orderer.flush()
         yield from ready
         ready.clear()
+        yield from drain(mail)
     finally:
         if stats is not None:
             stats.update(counters.as_dict())
+            if any(smtp.stats.values()):
+                stats.update(smtp.stats)
+
+
+def drain(ready: list[Exchange]) -> Iterator[Exchange]:
+    """Everything in `ready`, emptying it first (the consumer may add to it meanwhile)."""
+    while ready:
+        batch = ready[:]
+        ready.clear()
+        yield from batch
+
+
+def segments(path: str | os.PathLike[str],
+             counters: Counters | None = None) -> Iterator[tuple[Segment | None, float]]:
+    """Each packet of a capture as (TCP segment, or None when it is not TCP/IP; epoch s).
+
+    For consumers of the TCP layer other than `read_pcap` (the SMTP-only importer, tools):
+    one generator step per packet, which `read_pcap`'s own loop avoids for speed.
+    """
+    counters = Counters() if counters is None else counters
+    for decode, frames in frame_batches(str(path), counters):
+        for data, ts in frames:
+            yield decode(data), ts
 
 
 def import_pcap(path: str | os.PathLike[str], out: str | os.PathLike[str], *,
@@ -143,7 +175,8 @@ def _open(src: str) -> tuple[IO[bytes], bytes, int | None]:
     return f, magic, size
 
 
-def _frames(src: str, counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
+def frame_batches(src: str,
+                  counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
     """Batches of (frame bytes, epoch seconds), with the decoder for their link type.
 
     Batches (one per block read) rather than single frames: a generator step per packet

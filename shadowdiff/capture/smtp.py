@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shadowdiff.capture.pcap import drain, segments
 from shadowdiff.capture.tcp import Counters, TcpTable
 from shadowdiff.model import Exchange
 from shadowdiff.protocols.smtp import (
@@ -261,45 +262,20 @@ def read_smtp_pcap(path: str | os.PathLike[str], *,
     table = TcpTable(new_session, counters, ports=ports, idle_s=idle_s)  # type: ignore[arg-type]
     last_ts = 0.0
     try:
-        for seg, ts in _segments(src, counters):
+        for seg, ts in segments(src, counters):
             if seg is None or not table.segment(seg, ts):
                 counters.skipped_packets += 1
             if importer.ready:
-                yield from _drain(importer.ready)
+                yield from drain(importer.ready)
             last_ts = ts
         table.close_all(last_ts)
-        yield from _drain(importer.ready)
+        yield from drain(importer.ready)
     finally:
         if stats is not None:
             counts = counters.as_dict()
             stats.update({k: counts[k] for k in ("packets", "skipped_packets", "connections",
                                                  "gaps", "truncated_packets")})
             stats.update(importer.stats)
-
-
-def _segments(src: str, counters: Counters) -> Iterator[tuple[Any, float]]:
-    """(decoded segment or None, epoch seconds) per packet, from pcap.py's file layer.
-
-    pcap.py has no public per-packet iterator yet; its private `_frames` yields either
-    (data, ts, decode) per frame or (decode, [(data, ts), ...]) per block, so take both.
-    """
-    from shadowdiff.capture.pcap import _frames
-
-    for item in _frames(src, counters):
-        if len(item) == 3:
-            data, ts, decode = item
-            yield decode(data), ts
-        else:
-            decode, frames = item
-            for data, ts in frames:
-                yield decode(data), ts
-
-
-def _drain(ready: list[Exchange]) -> Iterator[Exchange]:
-    while ready:
-        batch = ready[:]
-        ready.clear()
-        yield from batch
 
 
 def import_smtp_pcap(path: str | os.PathLike[str], out: str | os.PathLike[str], *,

@@ -217,6 +217,11 @@ class TcpConnection:
     def ended(self) -> bool:
         return self.client.done and self.server.done
 
+    def rebind(self, session: Session) -> None:
+        """Hand both directions to another consumer (once content told the protocol)."""
+        self.session = session
+        self.client.sink, self.server.sink = session.client, session.server
+
 
 class TcpTable:
     """All open connections of a capture; routes each segment to its direction.
@@ -323,6 +328,9 @@ class TcpTable:
         rev = (seg.dst, seg.dport, seg.src, seg.sport)
         conn = TcpConnection((key, rev), self.new_session(mid_stream), self.counters,
                              self.max_pending, ts)
+        bind = getattr(conn.session, "bind", None)
+        if bind is not None:  # a consumer that picks the protocol (dispatch.py)
+            bind(conn, seg.dport if from_client else seg.sport)
         self.conns[key] = (conn, from_client)
         self.conns[rev] = (conn, not from_client)
         self._lru[conn] = None

@@ -24,13 +24,14 @@ from shadowdiff.errors import ShadowdiffError
 DATA = Path(__file__).parent / "data"
 
 
-def demo_files() -> tuple[Path, Path]:
-    """The bundled capture and access log (captures/ in the source tree)."""
+def demo_files(capture_name: str = "demo.jsonl",
+               log_name: str = "demo-access.log") -> tuple[Path, Path]:
+    """The bundled capture and production log (captures/ in the source tree)."""
     for root in (Path(shadowdiff.__file__).resolve().parents[1], Path.cwd()):
-        capture, log = root / "captures" / "demo.jsonl", root / "captures" / "demo-access.log"
+        capture, log = root / "captures" / capture_name, root / "captures" / log_name
         if capture.exists() and log.exists():
             return capture, log
-    raise ShadowdiffError("the demo's captures/demo.jsonl and captures/demo-access.log were not "
+    raise ShadowdiffError(f"the demo's captures/{capture_name} and captures/{log_name} were not "
                           "found: run the demo from a clone of the shadowdiff repository")
 
 
@@ -76,4 +77,29 @@ def run_demo(out: Path, *, quiet: bool = False) -> int:
                          history=HistoryConfig(path=str(demo_history(out))))
         code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
     # The demo's divergences are the point: 1 ("diverged") is success here; 2 is a real error.
+    return 0 if code in (0, 1) else code
+
+
+def run_smtp_demo(out: Path, *, quiet: bool = False) -> int:
+    """`demo --smtp`: replay the bundled mail sessions to two MTAs; 0 when it ran as intended."""
+    from shadowdiff.demo.mail import mail_servers
+
+    with mail_servers() as (old, new, _):
+        return replay_smtp_demo(out, old, new, quiet=quiet)
+
+
+def replay_smtp_demo(out: Path, old: str, new: str, *, quiet: bool = False) -> int:
+    """The SMTP demo's run against given MTAs, with the defaults a user gets (no DATA sent)."""
+    from shadowdiff.config import Config, ReplayConfig
+    from shadowdiff.console import execute
+
+    capture, log = demo_files("demo-smtp.jsonl", "demo-maillog.log")
+    if not quiet:
+        Console(stderr=True).print(f"[bold]shadowdiff demo --smtp[/]: old MTA at {old}, new MTA "
+                                   f"at {new}; replaying {capture.name}, ranking by {log.name}")
+    # Its own history, apart from real runs' and the HTTP demo's.
+    config = Config(targets=Targets(old=old, new=new, replay_old_twice=True),
+                    replay=ReplayConfig(timeout_s=5.0),
+                    history=HistoryConfig(path=str(out.parent / "demo-smtp-history.sqlite")))
+    code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
     return 0 if code in (0, 1) else code

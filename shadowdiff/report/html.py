@@ -27,7 +27,7 @@ import jinja2
 from markupsafe import Markup
 
 from shadowdiff.errors import ReportError
-from shadowdiff.model import DIVERGENCE_KINDS, signature_location
+from shadowdiff.model import DIVERGENCE_KINDS, USAGE_SOURCES, signature_location
 from shadowdiff.report.markdown import example_sides, format_pct, noise_intro, suppressed_by
 from shadowdiff.report.nightly_html import nightly_view
 
@@ -68,6 +68,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["pct"] = format_pct
     env.filters["num"] = lambda n: f"{n:,}"
+    env.filters["usage_source"] = lambda source: USAGE_SOURCES.get(source, source)
     env.filters["ms"] = lambda v: "–" if v is None else f"{v:,.1f}"
     env.filters["csp_hash"] = _csp_hash
     return env

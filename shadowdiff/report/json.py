@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowdiff.errors import ReportError
-from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES
+from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES, USAGE_SOURCES
 
 #: The `schema` value every summary carries.
 SCHEMA = "shadowdiff-summary"
@@ -137,8 +137,11 @@ SUMMARY_SPEC: dict[str, Any] = {
         "failed": {"old": _INT, "new": _INT, "old_replica": _Optional(_INT)},
         "noise_suppressed": _INT, "exchanges_per_s": _NUM,
     },
-    "usage": {"source": _one_of("access_log", "capture"), "files": [str],
-              "requests": _INT, "malformed": _INT, "note": str},
+    "usage": {"source": _one_of(*USAGE_SOURCES), "files": [str],
+              "requests": _INT, "malformed": _INT, "note": str,
+              # additive in version 1: the usage window, null when every request counted
+              "window_days": _Optional(_Nullable(_NUM)),
+              "half_life_days": _Optional(_Nullable(_NUM))},
     "coverage": {"verified_share": _SHARE, "diverging_share": _SHARE, "untested_share": _SHARE},
     "endpoints": [{
         "endpoint": str, "replayed": _INT, "identical": _INT, "diverged": _INT, "failed": _INT,

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES
+from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES, USAGE_SOURCES
 
 #: Kinds whose `new` side does not exist: the example shows "(absent)" instead of null.
 _NEW_ABSENT = frozenset({"field_missing", "header_missing"})
@@ -336,10 +336,13 @@ def _skipped_line(totals: Mapping[str, Any]) -> str:
 
 
 def _usage_line(usage: Mapping[str, Any]) -> str:
-    where = "access logs" if usage["source"] == "access_log" else "the capture"
-    line = f"Usage from {where}: {usage['requests']:,} requests"
+    where = USAGE_SOURCES.get(usage["source"], usage["source"])
+    kind = "Usage" if usage["source"] == "capture" else "Production usage"
+    line = f"{kind} from {where}: {usage['requests']:,} requests"
     if usage["files"]:
         line += " in " + ", ".join(md_code(f) for f in usage["files"])
+    if usage.get("window_days") is not None:  # older summaries lack the key
+        line += f", last {usage['window_days']:g} days only"
     if usage["malformed"]:
         line += f" ({usage['malformed']:,} malformed lines skipped)"
     note = f" {md_text(usage['note'])}" if usage["note"] else ""

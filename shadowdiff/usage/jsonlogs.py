@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from shadowdiff.usage.sources import split_lines
-from shadowdiff.usage.tally import (GROUP_SCHEMA, REQUEST_LINE, BatchCounts, groups_table,
-                                    py_time_range, reduce_targets_table, regroup)
+from shadowdiff.usage.tally import (GROUP_SCHEMA, REQUEST_LINE, BatchCounts, GroupKey,
+                                    day_start, groups_table, parse_time, reduce_targets_table,
+                                    regroup)
 
 #: Where JSON access logs usually keep each field, tried in order (dots go into objects):
 #: nginx `escape=json` formats, Caddy (`request.method`), ECS (`http.request.method`).
@@ -83,8 +84,8 @@ def count_json_batch(lines: pa.Array, plan: JsonPlan) -> BatchCounts:
     the regex).
     """
     out = BatchCounts(lines=len(lines), groups=GROUP_SCHEMA.empty_table())
-    rows: Counter[tuple[bytes, bytes, bytes | None]] = Counter()
-    times: set[Any] = set()
+    rows: Counter[GroupKey] = Counter()
+    times: dict[Any, float | None] = {}  # logged value -> epoch seconds, parsed once
     for i, raw in enumerate(lines.to_pylist()):
         key = _json_key(raw, plan, times)
         if key is None:
@@ -98,13 +99,14 @@ def count_json_batch(lines: pa.Array, plan: JsonPlan) -> BatchCounts:
     out.groups = groups_table(rows)
     if plan.reduce:
         out.groups = regroup(reduce_targets_table(out.groups))
-    out.time_min, out.time_max = py_time_range(times)
+    parsed = [t for t in times.values() if t is not None]
+    out.time_min, out.time_max = (min(parsed), max(parsed)) if parsed else (None, None)
     return out
 
 
-def _json_key(raw: bytes, plan: JsonPlan, times: set[Any]
-              ) -> tuple[bytes, bytes, bytes | None] | None | bool:
-    """(method, target, status); None when malformed, False when it has no request."""
+def _json_key(raw: bytes, plan: JsonPlan, times: dict[Any, float | None]
+              ) -> GroupKey | None | bool:
+    """(method, target, status, day); None when malformed, False when it has no request."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -120,12 +122,20 @@ def _json_key(raw: bytes, plan: JsonPlan, times: set[Any]
     if method is None:
         return target  # False: fields there but no request in them; None: fields missing
     status = _lookup(obj, keys["status"]) if "status" in keys else None
-    if "time" in keys:
-        times.add(_lookup(obj, keys["time"]))
+    day = _day_of(_lookup(obj, keys["time"]), times) if "time" in keys else None
     if not plan.keep_query:
         target = target.split("?", 1)[0]
     return (method.upper().encode(), target.encode(errors="replace"),
-            None if status in (None, "") else str(status).encode())
+            None if status in (None, "") else str(status).encode(), day)
+
+
+def _day_of(value: Any, times: dict[Any, float | None]) -> int | None:
+    """The UTC day start of a logged time, parsing each distinct value once."""
+    if isinstance(value, (dict, list)):
+        return None  # not a time, and not hashable
+    if value not in times:
+        times[value] = parse_time(value)
+    return day_start(times[value])
 
 
 def _json_request(obj: dict[str, Any], keys: Mapping[str, str]
@@ -195,13 +205,13 @@ def _count_arrow(block: bytes, n: int, plan: JsonPlan) -> BatchCounts | None:
     status = pa.nulls(n, pa.string()) if status is None else status.cast(pa.string())
     has_request = pc.and_(pc.invert(pc.is_in(method, pa.array(["", "-"]))),
                           pc.not_equal(target, ""))
-    keyed = pa.table({"method": method, "target": target, "status": status}).filter(has_request)
-    groups = keyed.group_by(["method", "target", "status"], use_threads=False).aggregate(
-        [([], "count_all")]).rename_columns(["method", "target", "status", "count"])
-    out = BatchCounts(lines=n, groups=_finish_groups(groups, plan),
-                      no_request=n - keyed.num_rows)
-    out.time_min, out.time_max = _time_range(_column(table, keys.get("time", "")))
-    return out
+    days, lo, hi = _days(_column(table, keys.get("time", "")), n)
+    keyed = pa.table({"method": method, "target": target, "status": status,
+                      "day": days}).filter(has_request)
+    groups = keyed.group_by(["method", "target", "status", "day"], use_threads=False).aggregate(
+        [([], "count_all")]).rename_columns(["method", "target", "status", "day", "count"])
+    return BatchCounts(lines=n, groups=_finish_groups(groups, plan),
+                       no_request=n - keyed.num_rows, time_min=lo, time_max=hi)
 
 
 def _finish_groups(groups: pa.Table, plan: JsonPlan) -> pa.Table:
@@ -230,13 +240,21 @@ def _column(table: pa.Table, key: str) -> pa.ChunkedArray | None:
     return col  # type: ignore[no-any-return]
 
 
-def _time_range(col: pa.ChunkedArray | None) -> tuple[float | None, float | None]:
+def _days(col: pa.ChunkedArray | None, n: int
+          ) -> tuple[pa.Array, float | None, float | None]:
+    """Per row, the UTC day start (int64, null without a time), and the time range."""
     if col is None:
-        return None, None
+        return pa.nulls(n, pa.int64()), None, None
+    col = col.combine_chunks()
     if pa.types.is_timestamp(col.type):
         secs = pc.divide(col.cast(pa.timestamp("ms", "UTC")).cast(pa.int64()).cast(pa.float64()),
                          1000.0)
-        lo, hi = pc.min_max(secs).values()
-        return lo.as_py(), hi.as_py()
-    # strings or numbers: few distinct values per block, parsed in Python
-    return py_time_range(pc.unique(col).to_pylist())
+        index = None
+    else:
+        # strings or numbers: few distinct values per block, parsed in Python
+        encoded = pc.dictionary_encode(col)
+        secs = pa.array([parse_time(v) for v in encoded.dictionary.to_pylist()], pa.float64())
+        index = encoded.indices
+    lo, hi = pc.min_max(secs).values()
+    starts = pc.multiply(pc.floor(pc.divide(secs, 86_400.0)), 86_400.0).cast(pa.int64())
+    return (starts if index is None else starts.take(index)), lo.as_py(), hi.as_py()

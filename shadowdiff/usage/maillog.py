@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ _PF_REJECT = re.compile(r"^(?:NOQUEUE|\w+): (reject|discard|hold): (RCPT|MAIL|DA
                         r"HELO|CONNECT|END-OF-MESSAGE) from \S+: (\d{3})\b([^;]*);(.*)$")
 _PF_FROM = re.compile(r"^(\w+): from=<([^>]*)>")
 _PF_TO = re.compile(r"^(\w+): to=<([^>]*)>.*?\bstatus=(\w+)")
+# Postfix >= 3.0 ends each session with per-command counts: `ehlo=1 vrfy=0/1 quit=1`.
+_PF_COMMANDS = re.compile(r"\b(ehlo|helo|vrfy|expn|help|noop|rset|quit|starttls)=(\d+)(?:/(\d+))?")
+_PF_COMMAND_ARGS = {"ehlo": "host", "helo": "host", "vrfy": "name", "expn": "name"}
 _FIELD = re.compile(r"\b(from|to)=<([^>]*)>")
 _EXIM = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?(?: [+-]\d{4})?(?: \[\d+\])? (.*)$")
 _EXIM_ID = r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}"
@@ -57,17 +61,20 @@ class MailUsage:
     formats: list[str] = field(default_factory=list)
     """`postfix` or `exim` per file (`unknown` when no line matched)."""
 
-    def add(self, endpoint: str, outcome: str, *, counted: bool = True) -> None:
-        """One event: counted towards usage unless it is a retry (deferred)."""
+    def add(self, endpoint: str, outcome: str, *, counted: bool = True, n: int = 1) -> None:
+        """`n` events: counted towards usage unless they are retries (deferred)."""
         if counted:
-            self.counts[endpoint] += 1
-        self.outcomes[endpoint][outcome] += 1
+            self.counts[endpoint] += n
+        self.outcomes[endpoint][outcome] += n
 
-    def usage(self, source: str = "access_log") -> Usage:
-        """The figures as rank.py takes them (`source` "mail_log" once the schema knows it)."""
-        return Usage(dict(self.counts), source, tuple(self.files), 0,
-                     note="mail logs: MAIL per message accepted, RCPT per recipient, "
-                          "CONNECT per logged connection")
+    def usage(self) -> Usage:
+        """The figures as rank.py takes them: source `mail_log`, the only mail-specific bit."""
+        unmatched = [f for f, kind in zip(self.files, self.formats) if kind == "unknown"]
+        note = ("mail logs: MAIL per message accepted, RCPT per recipient, CONNECT per "
+                "logged connection")
+        if unmatched:
+            note += f"; no mail log line recognised in {', '.join(unmatched)}"
+        return Usage(dict(self.counts), "mail_log", tuple(self.files), 0, note=note)
 
 
 def _rcpt(address: str) -> str:
@@ -89,6 +96,8 @@ class _Postfix:
         if program.endswith("smtpd") and text.startswith("connect from "):
             self.out.add("CONNECT", "accepted")
             return True
+        if program.endswith("smtpd") and text.startswith("disconnect from "):
+            return self._commands(text)
         reject = _PF_REJECT.match(text)
         if reject is not None:
             return self._reject(reject)
@@ -107,6 +116,17 @@ class _Postfix:
             self.out.add(_rcpt(rcpt.group(2)), outcome, counted=outcome != "deferred")
             return True
         return False
+
+    def _commands(self, text: str) -> bool:
+        """EHLO, VRFY, HELP, ... per session (MAIL, RCPT and DATA are counted elsewhere)."""
+        for name, ok, total in _PF_COMMANDS.findall(text):
+            endpoint = endpoint_for(name.upper(), _PF_COMMAND_ARGS.get(name, ""))
+            good, all_ = int(ok), int(total or ok)
+            if good:
+                self.out.add(endpoint, "accepted", n=good)
+            if all_ > good:
+                self.out.add(endpoint, "rejected", n=all_ - good)
+        return True
 
     def _reject(self, m: re.Match[str]) -> bool:
         fields = dict(_FIELD.findall(m.group(5)))
@@ -170,6 +190,27 @@ def read_mail_usage(paths: Sequence[str | os.PathLike[str]]) -> MailUsage:
         out.files.append(str(path))
         out.formats.append(kinds.most_common(1)[0][0] if kinds else "unknown")
     return out
+
+
+#: Lines looked at to recognise a mail log: an Exim mainlog may open with connection lines
+#: before its first message event.
+SNIFF_LINES = 200
+
+
+def is_mail_log(path: str | os.PathLike[str]) -> bool:
+    """Whether a file (plain or gzip) opens like a Postfix maillog or an Exim mainlog.
+
+    So `--usage` takes mail logs and access logs alike and tells them apart by content.
+    """
+    lines: list[str] = []
+    try:
+        for line in _read_lines(str(path)):
+            lines.append(line)
+            if len(lines) >= SNIFF_LINES:
+                break
+    except (OSError, EOFError, zlib.error):
+        return False  # the access-log reader reports an unreadable file, with its position
+    return sniff_maillog(lines) is not None
 
 
 def sniff_maillog(lines: Sequence[str]) -> str | None:

@@ -42,7 +42,9 @@ def read_usage(paths: Sequence[str], *, fmt: str = "auto", log_format: str | Non
     roles (method, target, request, query, status, time) to JSON keys (dots go into
     objects). `endpoint(method, target)` names the endpoint; it is called once per
     distinct (method, target), never per line. Malformed lines are counted; a file in
-    the wrong format or unreadable raises `CaptureError`.
+    the wrong format or unreadable raises `CaptureError`. Requests are also counted per
+    (endpoint, UTC day) in `UsageTable.by_day`, so usage can be windowed to recent days
+    without a second pass; lines without a parsable time are in the totals only.
 
     >>> read_usage(["/var/log/nginx/access.log*"]).counts.head()  # doctest: +SKIP
     """
@@ -56,7 +58,8 @@ def read_usage(paths: Sequence[str], *, fmt: str = "auto", log_format: str | Non
     return UsageTable(
         counts=frame, total=total, malformed=run.malformed, malformed_example=run.example,
         files=tuple(run.files), first_seen=run.first_seen, last_seen=run.last_seen,
-        no_request=run.no_request, formats=tuple(run.formats), problems=tuple(run.problems))
+        no_request=run.no_request, formats=tuple(run.formats), problems=tuple(run.problems),
+        by_day={(e, float(day)): n for (e, day), n in sorted(run.tally.by_day.items())})
 
 
 def resolve_format(fmt: str, log_format: str | None = None) -> Format | None:

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -48,6 +49,15 @@ class UsageTable:
     """The format each file was read as (same order as `files`)."""
     problems: tuple[str, ...] = ()
     """Non-fatal trouble, e.g. a half-written `.gz` read up to its break."""
+    by_day: Mapping[tuple[str, float], int] = field(default_factory=dict)
+    """(endpoint, UTC day start in epoch seconds) -> requests: what a usage window
+    (`severity.weight_recent`) needs. Lines without a parsable time are in `counts` and
+    `total` but in no day (see `undated`)."""
+
+    @property
+    def undated(self) -> int:
+        """Requests counted in the totals but in no day bucket (no or unparsable time)."""
+        return self.total - sum(self.by_day.values())
 
     @property
     def lines(self) -> int:

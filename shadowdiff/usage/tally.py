@@ -4,6 +4,11 @@ per-endpoint counts.
     lines ──> count_text_batch() (or jsonlogs.count_json_block) ──> BatchCounts (grouped)
           ──> Tally.add() ──> (flush) endpoint(method, target) on distinct pairs only
           ──> Tally.counts: {(endpoint, method, status class): requests}
+    ──> Tally.by_day: {(endpoint, UTC day start): requests}, for usage windows
+
+Days come nearly free: the time field is dictionary-encoded per batch, only its distinct
+values (a few thousand seconds) are parsed, and the UTC day joins the group-by as a fourth
+key (null when the line has no parsable time: counted in the totals, in no day).
 
 Why it is fast: one RE2 pass per line (`pc.extract_regex`, in worker threads; Arrow
 releases the GIL; the regex is shaped so RE2 runs it one-pass), an immediate group-by
@@ -32,9 +37,12 @@ from shadowdiff.usage.formats import LogFormat
 #: Grouped rows held before they are folded into endpoints (bounds memory on huge logs).
 FLUSH_ROWS = 250_000
 _ENDPOINT_CACHE = 1_000_000
-_KEYS = ["method", "target", "status"]
+_KEYS = ["method", "target", "status", "day"]
 GROUP_SCHEMA = pa.schema([("method", pa.binary()), ("target", pa.binary()),
-                     ("status", pa.binary()), ("count", pa.int64())])
+                          ("status", pa.binary()), ("day", pa.int64()), ("count", pa.int64())])
+_DAY = 86_400
+#: A grouping key: method, target, status, UTC day start in epoch seconds (None: no time).
+GroupKey = tuple[bytes, bytes, bytes | None, int | None]
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 OTHER_STATUS = "other"
 
@@ -45,7 +53,7 @@ class BatchCounts:
 
     lines: int
     groups: pa.Table
-    """method, target, status (binary) and count: one row per distinct triple."""
+    """method, target, status (binary), day (int64, nullable) and count: one row per key."""
     no_request: int = 0
     """Well-formed lines whose request is not `METHOD TARGET ...` (e.g. `"-"`)."""
     malformed: int = 0
@@ -82,15 +90,14 @@ def count_text_batch(lines: pa.Array, plan: TextPlan) -> BatchCounts:
     parsed = pc.extract_regex(lines, plan.strict)
     # flatten(), not field(): a child array alone forgets which rows did not match
     fields = dict(zip(_names(parsed), parsed.flatten()))
-    groups = _keys_table(fields, len(lines)).group_by(_KEYS, use_threads=False).aggregate(
+    days, time_min, time_max = day_column(fields.get("time"), len(lines), plan.time_kind,
+                                          plan.time_format)
+    groups = _keys_table(fields, days).group_by(_KEYS, use_threads=False).aggregate(
         [([], "count_all")])
     groups = groups.rename_columns(_KEYS + ["count"]).filter(pc.is_valid(groups["method"]))
-    out = BatchCounts(lines=len(lines), groups=groups)
+    out = BatchCounts(lines=len(lines), groups=groups, time_min=time_min, time_max=time_max)
     if parsed.null_count:
         _recount_rejected(lines, parsed, plan, out)
-    if "time" in fields:
-        out.time_min, out.time_max = time_range(pc.unique(fields["time"]), plan.time_kind,
-                                                plan.time_format)
     if plan.reduce:
         out.groups = regroup(reduce_targets_table(out.groups))
     return out
@@ -100,8 +107,10 @@ def _names(parsed: pa.Array) -> list[str]:
     return [parsed.type.field(i).name for i in range(parsed.type.num_fields)]
 
 
-def _keys_table(fields: dict[str, pa.Array], n: int) -> pa.Table:
-    cols = {k: fields[k] if k in fields else pa.nulls(n, pa.binary()) for k in _KEYS}
+def _keys_table(fields: dict[str, pa.Array], days: pa.Array) -> pa.Table:
+    n = len(days)
+    cols = {k: fields[k] if k in fields else pa.nulls(n, pa.binary()) for k in _KEYS[:3]}
+    cols["day"] = days
     if "query" in fields:
         cols["target"] = _with_query(cols["target"], fields["query"])
     return pa.table(cols)
@@ -118,12 +127,15 @@ def _recount_rejected(lines: pa.Array, parsed: pa.Array, plan: TextPlan, out: Ba
     """Give the lines the strict regex rejected a second chance with the loose one."""
     index = pc.indices_nonzero(pc.is_null(parsed))
     loose = pc.extract_regex(lines.take(index), plan.loose)
-    rows: Counter[tuple[bytes, bytes, bytes | None]] = Counter()
+    rows: Counter[GroupKey] = Counter()
     names = _names(loose)
-    for i, row in enumerate(loose.to_pylist()):
+    days, lo, hi = day_column(dict(zip(names, loose.flatten())).get("time"), len(loose),
+                              plan.time_kind, plan.time_format)
+    _widen_times(out, lo, hi)
+    for i, (row, day) in enumerate(zip(loose.to_pylist(), days.to_pylist())):
         key = None if row is None else _loose_key(row, names, plan.keep_query)
         if key is not None:
-            rows[key] += 1
+            rows[(*key, day)] += 1
         elif row is not None:
             out.no_request += 1
         else:
@@ -157,12 +169,13 @@ def _loose_key(row: dict[str, Any], names: list[str], keep_query: bool
     return method.upper(), target, row.get("status")
 
 
-def groups_table(rows: Mapping[tuple[bytes, bytes, bytes | None], int]) -> pa.Table:
+def groups_table(rows: Mapping[GroupKey, int]) -> pa.Table:
     """A grouped table from Python counts (the slow paths: rejected lines, JSON)."""
     keys = list(rows)
     return pa.table([pa.array([k[0] for k in keys], pa.binary()),
                      pa.array([k[1] for k in keys], pa.binary()),
                      pa.array([k[2] for k in keys], pa.binary()),
+                     pa.array([k[3] for k in keys], pa.int64()),
                      pa.array(list(rows.values()), pa.int64())], schema=GROUP_SCHEMA)
 
 
@@ -191,7 +204,7 @@ def reduce_targets_table(groups: pa.Table) -> pa.Table:
 
 def regroup(groups: pa.Table) -> pa.Table:
     out = groups.group_by(_KEYS, use_threads=False).aggregate([("count", "sum")])
-    return out.rename_columns(_KEYS + ["count"]).select(["method", "target", "status", "count"])
+    return out.rename_columns(_KEYS + ["count"]).select([*_KEYS, "count"])
 
 
 # -- time --------------------------------------------------------------------------------
@@ -203,18 +216,53 @@ def time_range(values: pa.Array, kind: str | None, fmt: str | None
     values = values.drop_null()
     if not len(values) or kind is None:
         return None, None
+    lo, hi = pc.min_max(epoch_seconds(values, kind, fmt)).values()
+    return lo.as_py(), hi.as_py()
+
+
+def epoch_seconds(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
+    """float64 epoch seconds per logged time string; null where it does not parse."""
     try:
         text = values.cast(pa.string())
         if fmt is not None:
             ts = pc.strptime(text, format=fmt, unit="ms", error_is_null=True)
-            secs = pc.divide(ts.cast(pa.int64()).cast(pa.float64()), 1000.0)
-        else:
-            scale = {"epoch": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6}.get(kind, 1.0)
-            secs = pc.divide(text.cast(pa.float64()), scale)
+            return pc.divide(ts.cast(pa.int64()).cast(pa.float64()), 1000.0)
+        scale = {"epoch": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6}.get(kind, 1.0)
+        return pc.divide(text.cast(pa.float64()), scale)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return py_time_range(v.decode("utf-8", "replace") for v in values.to_pylist())
+        # a format Arrow cannot parse, or an odd epoch: exact, slower, on distinct values
+        return pa.array([None if v is None else parse_time(v.decode("utf-8", "replace"))
+                         for v in values.to_pylist()], pa.float64())
+
+
+def day_column(times: pa.Array | None, n: int, kind: str | None, fmt: str | None
+               ) -> tuple[pa.Array, float | None, float | None]:
+    """Per line, the UTC day start (int64 epoch seconds; null without a parsable time),
+    and the earliest and latest time.
+
+    Only distinct time strings are parsed (a batch holds a few thousand seconds at most),
+    then spread back to the lines by the dictionary indices: the cost per line is one hash
+    and one take, which is what keeps per-day counts within the reader's speed budget.
+    """
+    if times is None or kind is None:
+        return pa.nulls(n, pa.int64()), None, None
+    encoded = pc.dictionary_encode(times)
+    secs = epoch_seconds(encoded.dictionary, kind, fmt)
     lo, hi = pc.min_max(secs).values()
-    return lo.as_py(), hi.as_py()
+    starts = pc.multiply(pc.floor(pc.divide(secs, float(_DAY))), float(_DAY)).cast(pa.int64())
+    return starts.take(encoded.indices), lo.as_py(), hi.as_py()
+
+
+def day_start(epoch: float | None) -> int | None:
+    """The UTC day an epoch time falls in, as the day's first second (None stays None)."""
+    return None if epoch is None else int(epoch // _DAY) * _DAY
+
+
+def _widen_times(out: BatchCounts, lo: float | None, hi: float | None) -> None:
+    if lo is not None:
+        out.time_min = lo if out.time_min is None else min(out.time_min, lo)
+    if hi is not None:
+        out.time_max = hi if out.time_max is None else max(out.time_max, hi)
 
 
 def py_time_range(values: Iterable[Any]) -> tuple[float | None, float | None]:
@@ -261,6 +309,8 @@ class Tally:
         self._cache: dict[tuple[bytes, bytes], str] = {}
         self.counts: Counter[tuple[str, str, str]] = Counter()
         """(endpoint, method, status class) -> requests."""
+        self.by_day: Counter[tuple[str, int]] = Counter()
+        """(endpoint, UTC day start in epoch seconds) -> requests, for lines with a time."""
 
     def add(self, groups: pa.Table) -> None:
         if groups.num_rows:
@@ -274,10 +324,12 @@ class Tally:
             return
         merged = regroup(pa.concat_tables(self._parts))
         self._parts, self._pending = [], 0
-        cols = [merged[c].to_pylist() for c in ("method", "target", "status", "count")]
-        for method, target, status, count in zip(*cols):
-            self.counts[(self._endpoint_of(method, target), method.decode("utf-8", "replace"),
-                         status_class(status))] += count
+        cols = [merged[c].to_pylist() for c in (*_KEYS, "count")]
+        for method, target, status, day, count in zip(*cols):
+            endpoint = self._endpoint_of(method, target)
+            self.counts[(endpoint, method.decode("utf-8", "replace"), status_class(status))] += count
+            if day is not None:
+                self.by_day[(endpoint, day)] += count
 
     def _endpoint_of(self, method: bytes, target: bytes) -> str:
         key = (method, target)
