@@ -24,6 +24,8 @@ over are counted in `skipped_bytes`, never guessed at.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import re
 from collections import deque
 
@@ -62,7 +64,7 @@ def _framed_by_close(headers: list[tuple[str, str]]) -> bool:
     return True
 
 
-class _Reader:
+class _Reader(ABC):
     """Shared machinery of one direction: feeding llhttp, resynchronising, gaps.
 
     Positions are offsets in the direction's byte stream (`base` is where the next
@@ -92,8 +94,9 @@ class _Reader:
         self.tail = b""  # the last 3 bytes of the previous delivery (a CRLFCRLF may span it)
         self.reset = False  # the parser must be replaced at the end of this piece
 
+    @abstractmethod
     def _new_parser(self) -> HttpRequestParser | HttpResponseParser:
-        raise NotImplementedError
+        """A fresh llhttp parser for this direction."""
 
     def feed(self, data: bytes, ts: float, seq: int, ack: int | None) -> None:
         """In-order bytes of this direction, starting at sequence number `seq`."""
@@ -241,8 +244,9 @@ class _Reader:
     def _end(self, clean: bool) -> None:
         self._drop(self.base - self.msg_start if self.head_open else 0)
 
+    @abstractmethod
     def _abort(self) -> None:
-        raise NotImplementedError
+        """End the message in flight as incomplete: its bytes can no longer be trusted."""
 
     def _lost(self) -> None:
         """Bytes of this direction went missing or could not be read."""
