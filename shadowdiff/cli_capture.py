@@ -14,7 +14,7 @@ from shadowdiff.cli import EXIT_INPUT, main
 from shadowdiff.errors import CaptureError, ShadowdiffError
 from shadowdiff.model import Exchange
 
-_FORMATS = {"har": "har", "pcap": "pcap", "mitm": "mitm", "log": "log"}
+_FORMATS = {"har": "har", "pcap": "pcap", "mitm": "mitm", "maillog": "maillog", "log": "log"}
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -117,6 +117,8 @@ def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> N
 _make_capture_command("har", "Import HAR 1.2 files (browser dev tools, proxies).")
 _make_capture_command("pcap", "Import pcap/pcapng files: TCP reassembly, HTTP/1.x and SMTP sessions.", ports=True)
 _make_capture_command("mitm", "Import mitmproxy flow files (mitmdump -w).")
+_make_capture_command("maillog", "Synthesize SMTP sessions from Postfix maillogs and Exim mainlogs "
+                                 "(one per logged message; no content, so DATA carries a stand-in).")
 _make_capture_command("log", "Turn access logs into replayable GET/HEAD requests (logs carry no bodies).")
 
 

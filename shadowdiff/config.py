@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowdiff.config_nightly import GateConfig, HistoryConfig, parse_gate, parse_history
+from shadowdiff.config_smtp import SmtpConfig, parse_smtp
 from shadowdiff.errors import ConfigError
 from shadowdiff.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Mask, Rules, Tolerance
 from shadowdiff.paths import compile_path
@@ -61,6 +62,8 @@ class ReplayConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     client: str = "fast"                     # "fast" | "aiohttp"
     smtp_deliver: bool = False              # SMTP targets are sinks: send DATA and the message
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    """The `[smtp]` section (config_smtp.py), here so every sender gets it with these options."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def _endpoint_matches(match: str, endpoint: str) -> bool:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history"}
+             "history", "smtp"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -176,7 +179,8 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         raise ConfigError("must be an array of tables ([[endpoint]])", path=src, key="endpoint")
     return Config(
         targets=_targets(data.get("targets", {}), src),
-        replay=_replay(data.get("replay", {}), src),
+        replay=replace(_replay(data.get("replay", {}), src),
+                       smtp=parse_smtp(data.get("smtp", {}), src)),
         rules=_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=_rank(data.get("rank", {}), src),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import datetime as dt
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -34,6 +37,7 @@ class MailHandler:
         self.vrfy_known = vrfy_known
         self.delivered: list[bytes] = []
         self.commands: list[str] = []
+        self.envelopes: list[tuple[str, str, bool]] = []  # (MAIL FROM, RCPT TO, over TLS)
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -44,6 +48,7 @@ class MailHandler:
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
+        self.envelopes.append((envelope.mail_from, address, session.ssl is not None))
         local, _, domain = address.rpartition("@")
         if domain.lower() != "example.com":
             return f"554 5.7.1 <{address}>: Relay access denied"
@@ -61,12 +66,15 @@ class MailHandler:
 
 
 @contextmanager
-def serve_smtp(handler: MailHandler, hostname: str, *, size: int = 33554432) -> Iterator[str]:
-    """Run an aiosmtpd server on 127.0.0.1:0; yields its smtp:// URL."""
+def serve_smtp(handler: MailHandler, hostname: str, *, size: int = 33554432,
+               tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Run an aiosmtpd server on 127.0.0.1:0; yields its smtp:// URL. With `tls` it
+    offers STARTTLS."""
     with background_loop() as loop:
         async def start() -> asyncio.AbstractServer:
             return await loop.create_server(
-                lambda: SMTP(handler, hostname=hostname, ident="ESMTP test", data_size_limit=size),
+                lambda: SMTP(handler, hostname=hostname, ident="ESMTP test", data_size_limit=size,
+                             tls_context=tls),
                 "127.0.0.1", 0)
 
         server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
@@ -77,6 +85,31 @@ def serve_smtp(handler: MailHandler, hostname: str, *, size: int = 33554432) -> 
                 server.close()
                 await server.wait_closed()
             asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+
+
+def self_signed_context(directory: Path, host: str = "mx.tls.test") -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for `host` (test MTAs)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 @contextmanager

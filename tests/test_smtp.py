@@ -9,10 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from smtp_servers import MailHandler, raw_smtp, scripted_session, serve_smtp
+from smtp_servers import MailHandler, raw_smtp, scripted_session, self_signed_context, serve_smtp
 
 from shadowdiff.capture.jsonl import read_capture, write_capture
-from shadowdiff.config import Config, ReplayConfig, Targets
+from shadowdiff.config import Config, ReplayConfig, Targets, config_from_dict
+from shadowdiff.config_smtp import SmtpConfig
 from shadowdiff.judge import judge
 from shadowdiff.model import Exchange, Failure, Response, Trial
 from shadowdiff.pipeline import run
@@ -204,3 +205,73 @@ def test_pipeline_run_ranks_smtp_divergences_unchanged(tmp_path: Path) -> None:
     assert not [k for k in keys if k.startswith(("CONNECT", "MAIL", "HELO", "QUIT"))]
     assert result.exit_code == 1
     assert (tmp_path / "run" / "report.html").exists()
+
+
+REWRITTEN = ["EHLO c.test", "MAIL FROM:<alice@Customer.test> SIZE=99",
+             "RCPT TO:<bob@customer.test>", "RCPT TO:<carol@notcustomer.test>", "DATA", "QUIT"]
+
+
+def test_rewrite_domains_reaches_the_servers_rewritten_and_keeps_the_endpoints() -> None:
+    config = config_from_dict({"smtp": {"rewrite_domains": {"customer.test": "example.com"}}})
+    message = b"From: alice@customer.test\r\nTo: bob@customer.test\r\n\r\nhi\r\n.\r\n"
+    exchanges = scripted_session("smtp-8", REWRITTEN, messages=[message])
+    sink, safe = MailHandler(), MailHandler()
+    with serve_smtp(sink, "sink.test") as url, serve_smtp(safe, "safe.test") as safe_url:
+        delivered = _replay(exchanges, {"old": url},
+                            _options(smtp_deliver=True, smtp=config.replay.smtp))
+        _replay(exchanges, {"old": safe_url}, _options(smtp=config.replay.smtp))
+    seen = [("alice@example.com", "bob@example.com", False),
+            ("alice@example.com", "carol@notcustomer.test", False)]
+    assert sink.envelopes == safe.envelopes == seen
+    assert [getattr(t.outcomes["old"], "status", None) for t in delivered] == [
+        220, 250, 250, 250, 554, 250, 221]
+    assert sink.delivered == [b"From: alice@example.com\r\nTo: bob@example.com\r\n\r\nhi\r\n"]
+    assert safe.delivered == []  # the message is rewritten only when it is sent at all
+    assert PROTOCOL.endpoint_key(delivered[3].exchange.request) == "RCPT TO:<{local}@customer.test>"
+
+
+def test_rewrite_rules_are_checked() -> None:
+    from shadowdiff.errors import ConfigError
+    with pytest.raises(ConfigError, match="smtp.rewrite_domains.a@b"):
+        config_from_dict({"smtp": {"rewrite_domains": {"a@b": "example.com"}}})
+    with pytest.raises(ConfigError, match="smtp.starttls"):
+        config_from_dict({"smtp": {"starttls": "yes"}})
+    with pytest.raises(ConfigError, match="smtp.rewrite"):
+        config_from_dict({"smtp": {"rewrite": {}}})
+
+
+TLS_SESSION = ["EHLO c.test", "MAIL FROM:<a@s.test>", "RCPT TO:<carol@example.com>", "QUIT"]
+
+
+def test_starttls_upgrades_after_ehlo_when_the_target_offers_it(tmp_path: Path) -> None:
+    tls = self_signed_context(tmp_path)
+    secure, plain = MailHandler(), MailHandler()
+    options = _options(smtp=SmtpConfig(starttls=True, tls_verify=False))
+    with serve_smtp(secure, "tls.test", tls=tls) as url, serve_smtp(plain, "plain.test") as plain_url:
+        trials = _replay(scripted_session("smtp-9", TLS_SESSION), {"old": url, "new": plain_url},
+                         options)
+    assert secure.envelopes == [("a@s.test", "carol@example.com", True)]
+    assert plain.envelopes == [("a@s.test", "carol@example.com", False)]  # not offered: plain
+    assert [t.outcomes["old"].status for t in trials] == [220, 250, 250, 250, 221]
+    ehlo = judge(trials[1], PROTOCOL, Config())  # the plaintext EHLO reply: the offer shows
+    assert ("header.starttls", "header_missing") in {(d.location, d.kind) for d in ehlo.divergences}
+
+
+def test_starttls_with_an_unverifiable_certificate_fails_the_next_step(tmp_path: Path) -> None:
+    handler = MailHandler()
+    with serve_smtp(handler, "tls.test", tls=self_signed_context(tmp_path)) as url:
+        trials = _replay(scripted_session("smtp-10", TLS_SESSION), {"old": url},
+                         _options(smtp=SmtpConfig(starttls=True)))
+    outcomes = [t.outcomes["old"] for t in trials]
+    assert [o.status for o in outcomes[:2]] == [220, 250]
+    assert isinstance(outcomes[2], Failure) and "TLS handshake failed" in outcomes[2].detail
+    assert handler.envelopes == []
+
+
+def test_captured_starttls_sessions_still_stop_at_starttls(tmp_path: Path) -> None:
+    handler = MailHandler()
+    commands = ["EHLO c.test", "STARTTLS"]
+    with serve_smtp(handler, "tls.test", tls=self_signed_context(tmp_path)) as url:
+        trials = _replay(scripted_session("smtp-11", commands), {"old": url},
+                         _options(smtp=SmtpConfig(starttls=True, tls_verify=False)))
+    assert [t.outcomes["old"].status for t in trials] == [220, 250, 220]

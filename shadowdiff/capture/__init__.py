@@ -2,7 +2,7 @@
 
     read_exchanges(path) ──> Iterator[Exchange] ──> (filters.apply_filters) ──> replay / CaptureWriter
 
-Importers live one per module (`jsonl`, `har`, `mitm`, `pcap`, `accesslog`) and are imported
+Importers live one per module (`jsonl`, `har`, `mitm`, `pcap`, `maillog`, `accesslog`) and are imported
 only when a file of their format is read, so `import shadowdiff.capture` stays cheap and never
 pulls in mitmproxy or scapy.
 """
@@ -28,6 +28,7 @@ FORMATS: dict[str, tuple[str, str, str]] = {
     "mitm": ("shadowdiff.capture.mitm", "sniff", "read_mitm"),
     "pcap": ("shadowdiff.capture.pcap", "sniff", "read_pcap"),
     "har": ("shadowdiff.capture.har", "sniff", "read_har"),
+    "maillog": ("shadowdiff.capture.maillog", "sniff", "read_maillog"),
     "log": ("shadowdiff.capture.accesslog", "sniff", "read_access_log"),
 }
 
@@ -112,7 +113,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         if sniff(head):
             return name
     raise CaptureError("unknown capture format: not a shadowdiff capture, HAR, mitmproxy flow "
-                       "file, pcap or access log (name one with --format to see why)",
+                       "file, pcap, mail log or access log (name one with --format to see why)",
                        source=str(path), position="byte 0")
 
 

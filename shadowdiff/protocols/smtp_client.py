@@ -8,6 +8,9 @@ is forgotten once all its replayable steps were served, and at most `_MEMO_CAP` 
 Safe by default: DATA is never sent; a transaction ends with RSET in its place, so the
 target delivers nothing, unless the targets are declared sinks (`smtp_deliver`). Pipelined
 groups go in one write when the target advertised PIPELINING, one by one otherwise.
+With `[smtp] starttls`, the sender upgrades to TLS after EHLO when the target offers it
+(and says EHLO again), so the rest of the session takes the path real TLS clients take;
+with `rewrite_domains`, production domains become test domains on the wire only.
 Every fault (refused, silent server, over-long or non-SMTP reply, reset) becomes a
 `Failure` on the steps it hit; nothing raises out of `send`.
 """
@@ -15,11 +18,13 @@ Every fault (refused, silent server, over-long or non-SMTP reply, reset) becomes
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
+from shadowdiff.config_smtp import SmtpConfig
 from shadowdiff.model import Failure, Outcome, Request
 from shadowdiff.protocols.smtp import (
     SAFE_COMMANDS,
@@ -31,6 +36,7 @@ from shadowdiff.protocols.smtp import (
     step_response,
     verb_of,
 )
+from shadowdiff.protocols.smtp_rewrite import DomainRewriter
 
 #: Longest reply line accepted; RFC 5321 allows 512 bytes, MTAs stay far below this.
 MAX_LINE = 64 * 1024
@@ -52,9 +58,13 @@ class _Conversation:
     """One connection to the target, playing one session script."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 timeout: float, deliver: bool) -> None:
+                 timeout: float, deliver: bool, rewriter: DomainRewriter | None = None,
+                 tls: tuple[ssl.SSLContext, str] | None = None) -> None:
         self.reader, self.writer = reader, writer
         self.timeout, self.deliver = timeout, deliver
+        self.rewriter = rewriter or DomainRewriter(())
+        self.tls = tls  # (context, server name) when STARTTLS is wanted and not done yet
+        self.offers_tls = False
         self.pipelining = False
         self.quit = False
 
@@ -100,6 +110,8 @@ class _Conversation:
         out[0] = step_response("CONNECT", [await self.reply()], time.perf_counter() - start)
         messages = iter(script.messages)
         index = 0
+        if any(verb_of(c) == "STARTTLS" for c in script.commands):
+            self.tls = None  # the captured client upgrades itself, and the capture ends there
         for size in script.groups:
             lines = script.commands[index:index + size]
             if size > 1 and self.pipelining:
@@ -108,14 +120,39 @@ class _Conversation:
                 for offset, line in enumerate(lines):
                     await self._group((line,), index + 1 + offset, out, messages)
             index += size
-            if verb_of(script.commands[index - 1]) == "STARTTLS":
-                return  # the capture ends here; TLS to targets is not implemented yet
+            last = script.commands[index - 1]
+            if verb_of(last) == "STARTTLS":
+                return  # the capture ends here: what followed was encrypted
+            if verb_of(last) == "EHLO" and self.tls is not None and self.offers_tls:
+                await self._upgrade(last)
+
+    async def _upgrade(self, ehlo: str) -> None:
+        """STARTTLS, the TLS handshake, EHLO again; the EHLO step keeps its plaintext reply
+        (what the capture recorded, and where a missing STARTTLS offer shows)."""
+        assert self.tls is not None
+        context, server_name = self.tls
+        self.tls = None
+        await self.write(b"STARTTLS\r\n")
+        reply = await self.reply()
+        if reply.code != 220:
+            raise _Fault("error", f"STARTTLS refused: {reply.code} {' '.join(reply.lines)}")
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.writer.start_tls(context, server_hostname=server_name)
+        except TimeoutError:
+            raise _Fault("timeout", f"no TLS handshake in {self.timeout} s") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise _Fault("error", f"TLS handshake failed: {exc}") from None
+        await self.write(f"{ehlo}\r\n".encode("utf-8"))
+        again = await self.reply()
+        if again.code == 250:
+            self.pipelining = "pipelining" in capabilities(again.lines)
 
     async def _group(self, lines: tuple[str, ...], first_step: int, out: list[Outcome | None],
                      messages: Any) -> None:
         """Send lines in one write, then read one reply each (a single line is a group of 1)."""
-        wire = [("RSET" if verb_of(line) == "DATA" and not self.deliver else line)
-                for line in lines]
+        wire = [("RSET" if verb_of(line) == "DATA" and not self.deliver
+                 else self.rewriter.line(line)) for line in lines]
         start = time.perf_counter()
         await self.write("".join(f"{line}\r\n" for line in wire).encode("utf-8"))
         for offset, line in enumerate(lines):
@@ -124,10 +161,11 @@ class _Conversation:
             if verb == "DATA" and self.deliver:
                 message = next(messages, b".\r\n")
                 if replies[0].code == 354:
-                    await self.write(message)
+                    await self.write(self.rewriter.message(message))
                     replies.append(await self.reply())
             if verb == "EHLO" and replies[0].code == 250:
-                self.pipelining = "pipelining" in capabilities(replies[0].lines)
+                offered = capabilities(replies[0].lines)
+                self.pipelining, self.offers_tls = "pipelining" in offered, "starttls" in offered
             self.quit = self.quit or verb == "QUIT"
             out[first_step + offset] = (
                 Failure("error", _NOT_SENT) if verb == "DATA" and not self.deliver
@@ -160,6 +198,9 @@ class SmtpSender:
         self.port = parts.port or 25
         self.timeout = float(getattr(options, "timeout_s", 10.0))
         self.deliver = bool(getattr(options, "smtp_deliver", False))
+        smtp: SmtpConfig = getattr(options, "smtp", None) or SmtpConfig()
+        self.rewriter = DomainRewriter(smtp.rewrite_domains)
+        self.tls = _tls_context(smtp.tls_verify) if smtp.starttls else None
         self._slots = asyncio.Semaphore(int(getattr(options, "concurrency", 8)))
         self._memo: OrderedDict[tuple[Any, ...], asyncio.Task[list[Outcome]]] = OrderedDict()
         self._served: dict[tuple[Any, ...], set[int]] = {}
@@ -223,7 +264,8 @@ class SmtpSender:
             raise _Fault("refused", f"connection refused: {exc}") from None
         except OSError as exc:
             raise _Fault("error", f"cannot connect: {exc}") from None
-        return _Conversation(reader, writer, self.timeout, self.deliver)
+        return _Conversation(reader, writer, self.timeout, self.deliver, self.rewriter,
+                             (self.tls, self.host) if self.tls is not None else None)
 
     async def close(self) -> None:
         """Stop sessions still playing (nobody waits for them any more)."""
@@ -233,6 +275,16 @@ class SmtpSender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """The client context; `tls_verify = false` accepts the self-signed certificates of
+    test MTAs (the targets are ours: confidentiality is not what is being tested)."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _fill(out: list[Outcome | None], fault: _Fault, elapsed: float) -> None:
