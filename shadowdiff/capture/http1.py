@@ -53,6 +53,12 @@ _OWS = b" \t"
 _NO_BODY_ANSWER = frozenset({"HEAD", "CONNECT"})
 
 
+def _decoded(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Header pairs as text. llhttp keeps trailing whitespace in values; RFC 9112 says it is
+    not part of them. latin-1 keeps every byte, one character each."""
+    return [(n.decode("latin-1"), v.rstrip(_OWS).decode("latin-1")) for n, v in raw]
+
+
 def _framed_by_close(headers: list[tuple[str, str]]) -> bool:
     """Whether a response body runs to the end of the connection (no length, not chunked)."""
     for name, value in headers:
@@ -90,7 +96,7 @@ class _Reader(ABC):
         self.ts = 0.0
         self.base = self.seq_base = self.piece_start = self.piece_end = self.msg_start = 0
         self.head_open = False  # a message has begun and its head is not complete yet
-        self.hdrs: list[tuple[str, str]] = []
+        self.hdrs: list[tuple[bytes, bytes]] = []
         self.tail = b""  # the last 3 bytes of the previous delivery (a CRLFCRLF may span it)
         self.reset = False  # the parser must be replaced at the end of this piece
 
@@ -120,7 +126,7 @@ class _Reader(ABC):
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp keeps trailing whitespace in values; RFC 9112 says it is not part of them.
         # Decoded here (latin-1 keeps every byte): cheaper than a second pass later.
-        self.hdrs.append((name.decode("latin-1"), value.rstrip(_OWS).decode("latin-1")))
+        self.hdrs.append((name, value))  # decoded once per head, in _decoded: cheaper per call
 
     def _cut(self, data: bytes, i: int) -> int:
         """Where the piece starting at data[i] ends: after the next CRLFCRLF, or at the end."""
@@ -282,7 +288,7 @@ class RequestReader(_Reader):
         cur = self.cur
         assert cur is not None and self.parser is not None
         cur.method = self.parser.get_method().decode("ascii")
-        cur.target, cur.headers = self.url.decode("latin-1"), self.hdrs
+        cur.target, cur.headers = self.url.decode("latin-1"), _decoded(self.hdrs)
         self.hdrs, self.head_open = [], False  # trailers, if any, go to a list nobody reads
         self.session.request_head(cur)
 
@@ -342,7 +348,8 @@ class ResponseReader(_Reader):
         session = self.session
         pending = session.take_request(self.msg_ack)
         cur = self.cur = pending if pending is not None else Pending(None, 0.0, 0)
-        cur.status, cur.reason, cur.resp_headers = status, self.reason.decode("latin-1"), self.hdrs
+        cur.status, cur.reason, cur.resp_headers = (status, self.reason.decode("latin-1"),
+                                                    _decoded(self.hdrs))
         self.hdrs = []
         if status == 101 or (cur.method == "CONNECT" and status < 300):
             self._done(COMPLETE)  # an answer, after which nothing here is HTTP/1
