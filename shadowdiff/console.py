@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from shadowdiff.config import Config
-from shadowdiff.pipeline import default_out_dir, run
 from shadowdiff.endpoints import Templater
+from shadowdiff.pipeline import default_out_dir, run
 from shadowdiff.rank import Usage
 from shadowdiff.routing import build_templater, usage_from_logs
 from shadowdiff.report.markdown import example_sides
@@ -25,13 +25,11 @@ def load_usage(paths: Sequence[str], config: Config | None = None, *,
 
     The same templater then names the capture's endpoints, so capture and logs join.
     """
-    cfg = (config or Config()).routes
-    base = Path(config.source).parent if config and config.source else None
-    templater = build_templater(cfg, base_dir=base, openapi=openapi, extra_routes=routes)
-    rank = (config or Config()).rank
-    return usage_from_logs(paths, templater, cfg, window_days=rank.window_days,
-                           half_life_days=rank.half_life_days)
-
+    config = config or Config()
+    base = Path(config.source).parent if config.source else None
+    templater = build_templater(config.routes, base_dir=base, openapi=openapi, extra_routes=routes)
+    return usage_from_logs(paths, templater, config.routes, window_days=config.rank.window_days,
+                           half_life_days=config.rank.half_life_days)
 
 
 def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | None,
