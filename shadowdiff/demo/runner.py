@@ -76,8 +76,17 @@ def run_demo(out: Path, *, quiet: bool = False) -> int:
         config = replace(config, targets=Targets(old=old, new=new, old_replica=replica),
                          history=HistoryConfig(path=str(demo_history(out))))
         code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
-    # The demo's divergences are the point: 1 ("diverged") is success here; 2 is a real error.
-    return 0 if code in (0, 1) else code
+    return _demo_exit(code, out, quiet)
+
+
+def _demo_exit(code: int, out: Path, quiet: bool) -> int:
+    """The demo's divergences are the point: 1 ("diverged") is success here; 2 is a real error."""
+    if code in (0, 1):
+        if not quiet:
+            Console(stderr=True).print(f"[green]demo ran as intended[/]: the divergences above are "
+                                       f"deliberate; open {out / 'report.html'}")
+        return 0
+    return code
 
 
 def run_smtp_demo(out: Path, *, quiet: bool = False) -> int:
@@ -102,4 +111,4 @@ def replay_smtp_demo(out: Path, old: str, new: str, *, quiet: bool = False) -> i
                     replay=ReplayConfig(timeout_s=5.0),
                     history=HistoryConfig(path=str(out.parent / "demo-smtp-history.sqlite")))
     code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
-    return 0 if code in (0, 1) else code
+    return _demo_exit(code, out, quiet)
