@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
@@ -27,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from shadowdiff.capture.jsonl import open_maybe_gzip
+from shadowdiff.capture.jsonl import READ_ERRORS, open_maybe_gzip, truncated
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange, Request
 
@@ -105,10 +104,8 @@ def read_access_log(path: str | os.PathLike[str],
                     continue
                 stats["exchanges"] += 1
                 yield ex
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CaptureError(f"cannot read past this line ({exc.__class__.__name__}: {exc}); "
-                           "the file is truncated or corrupt", source=src,
-                           position=f"line {lineno + 1}") from exc
+    except READ_ERRORS as exc:
+        raise truncated(exc, src, lineno + 1) from exc
 
 
 def _exchange(raw: bytes, lineno: int, name: str) -> Exchange:

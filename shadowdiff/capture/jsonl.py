@@ -196,10 +196,18 @@ def read_capture(path: str | os.PathLike[str]) -> Iterator[Exchange]:
                 lineno += 1
                 if raw.strip():
                     yield _parse_line(raw, src, lineno)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CaptureError(f"cannot read past this line ({exc.__class__.__name__}: {exc}); "
-                           "the file is truncated or corrupt", source=src,
-                           position=f"line {lineno + 1}") from exc
+    except READ_ERRORS as exc:
+        raise truncated(exc, src, lineno + 1) from exc
+
+
+#: What reading a damaged plain or gzip file raises.
+READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def truncated(exc: BaseException, src: str, lineno: int) -> CaptureError:
+    """The error for a line-oriented file that cannot be read at `lineno` (damaged or cut)."""
+    return CaptureError(f"cannot read past this line ({exc.__class__.__name__}: {exc}); "
+                        "the file is truncated or corrupt", source=src, position=f"line {lineno}")
 
 
 def _parse_line(raw: bytes, src: str, lineno: int) -> Exchange:

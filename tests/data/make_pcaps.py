@@ -13,19 +13,21 @@ tests/test_capture_pcap.py imports `record()` to make a fresh capture the same w
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, run as a script too
+from servers import serve_app  # noqa: E402
 
 HERE = Path(__file__).parent
 UPLOAD = b"x" * 3000  # large enough to look like an upload, small enough for a fixture
@@ -56,26 +58,9 @@ def make_app() -> web.Application:
 
 @contextmanager
 def serve() -> Iterator[int]:
-    """The app on 127.0.0.1:0 in a background thread; yields the port."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def start() -> tuple[web.AppRunner, int]:
-        runner = web.AppRunner(make_app(), access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return runner, runner.addresses[0][1]
-
-    runner, port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield port
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    """The app on 127.0.0.1:0 (tests/servers.serve_app); yields the port."""
+    with serve_app(make_app) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def curl_runs(base: str, upload: str) -> list[list[str]]:
