@@ -7,9 +7,11 @@ diff turns a trial into `Divergence`s, rank groups those by `Signature`.
 
 from __future__ import annotations
 
+import inspect
 import re
-from dataclasses import dataclass, field
-from typing import Any, Union
+from dataclasses import MISSING, dataclass, field, fields
+from types import MemberDescriptorType
+from typing import Any, TypeVar, Union
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -41,6 +43,68 @@ DIVERGENCE_KINDS: tuple[str, ...] = (
 )
 
 
+_C = TypeVar("_C", bound=type)
+
+
+def fast_init(cls: _C) -> _C:
+    """Give the frozen slotted dataclass `cls` a cheaper `__init__`; put it above `@dataclass`.
+
+    Why: the pcap importer builds ~3 records per captured exchange (~100k a second). A frozen
+    dataclass's own `__init__` stores each field with `object.__setattr__(self, name, value)`,
+    which finds the slot by name every time; this one calls each slot's member descriptor's
+    `__set__`, bound once here, which stores the same value in the same slot (~40% cheaper).
+    Only `__init__` changes, and it must have the very same signature (names, defaults,
+    `<factory>` markers, annotations) or this raises. Everything else stays the dataclass's
+    own: frozen assignment, eq, hash, repr, replace, pickling, `__match_args__`. Classes with
+    `__post_init__`, `InitVar`s or `init=False` fields are refused rather than half-handled.
+    """
+    flds = fields(cls)  # raises TypeError unless `cls` is a dataclass
+    names = [f.name for f in flds]
+    own = cls.__init__
+    sig = inspect.signature(own)
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    if (not params.frozen or not params.init or hasattr(cls, "__post_init__")
+            or sorted(list(sig.parameters)[1:]) != sorted(names)):
+        raise TypeError(f"fast_init: {cls.__name__} is not a frozen dataclass of init fields")
+    env: dict[str, Any] = {}
+    body = []
+    self_name = next(iter(sig.parameters))  # "self", unless a field is called that
+    for i, f in enumerate(flds):
+        slot = inspect.getattr_static(cls, f.name, None)
+        if not isinstance(slot, MemberDescriptorType):
+            raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not a slot")
+        env[f"_set{i}"], value = slot.__set__, f.name
+        if f.default_factory is not MISSING:  # the default is dataclass's `<factory>` marker
+            env[f"_new{i}"], env[f"_unset{i}"] = f.default_factory, sig.parameters[f.name].default
+            value = f"_new{i}() if {f.name} is _unset{i} else {f.name}"
+        body.append(f"  _set{i}({self_name}, {value})")
+    if env.keys() & set(names):
+        raise TypeError(f"fast_init: a field of {cls.__name__} shadows a helper name")
+    cls.__init__ = _init_like(own, sig, env, body)  # type: ignore[misc]
+    return cls
+
+
+def _init_like(own: Any, sig: inspect.Signature, env: dict[str, Any], body: list[str]) -> Any:
+    """A function with `own`'s signature and the statements `body`, closing over `env`."""
+    params: list[str] = []
+    for p in sig.parameters.values():
+        if p.kind is p.KEYWORD_ONLY and "*" not in params:
+            params.append("*")
+        params.append(p.name)
+    src = (f"def make({', '.join(env)}):\n def __init__({', '.join(params)}):\n"
+           + "\n".join(body or ["  pass"]) + "\n return __init__\n")
+    scope: dict[str, Any] = {}
+    exec(src, own.__globals__, scope)  # noqa: S102 - source built from field names only
+    init = scope["make"](**env)
+    init.__defaults__, init.__kwdefaults__ = own.__defaults__, own.__kwdefaults__
+    init.__annotations__ = own.__annotations__
+    init.__module__, init.__qualname__, init.__doc__ = own.__module__, own.__qualname__, own.__doc__
+    if inspect.signature(init) != sig:
+        raise TypeError(f"fast_init: could not reproduce {own.__qualname__}{sig}")
+    return init
+
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Request:
     """One request as captured, protocol-neutral."""
@@ -61,6 +125,7 @@ class Request:
         return first_header(self.headers, name)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Response:
     """What one system answered."""
@@ -81,6 +146,7 @@ class Response:
         return first_header(self.headers, name)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A request that got no usable response: data, never an exception."""
@@ -96,6 +162,7 @@ class Failure:
 Outcome = Union[Response, Failure]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One captured request, with production's answer when the capture has it."""
@@ -118,6 +185,7 @@ class Exchange:
     """Importer notes such as `incomplete`, `no_response`, `error:...`."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Trial:
     """An exchange plus what each role answered."""
@@ -128,6 +196,7 @@ class Trial:
     """Role name -> outcome."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Divergence:
     """One difference between old and new on one exchange."""
@@ -149,6 +218,7 @@ class Divergence:
         return Signature(self.endpoint, signature_location(self.location), self.kind)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, order=True)
 class Signature:
     """(endpoint, location with `[*]`, kind): the unit the report ranks."""
