@@ -9,10 +9,13 @@ a Lua script cycling through four paths) against nginx serving static files of 1
 or wrk it falls back to a pcap synthesized with struct (`--synthesize` forces it).
 
 Each reader runs in its own subprocess, so its peak RSS (ru_maxrss) is its own:
-  - shadowdiff: every exchange of `read_pcap(F)` (parsed, paired, built);
+  - shadowdiff: every exchange of `read_pcap(F)` (parsed, paired, built), as installed:
+    the hot path compiled by mypyc (setup.py) when the build could compile it;
+  - shadowdiff, sources: the same with SHADOWDIFF_PURE=1 (the modules' Python sources);
   - tshark: `tshark -r F -d tcp.port==P,http -Y http.request -T fields -e http.request.uri`.
-Prints MB/s, packets/s, requests, peak RSS for both, and the rate ratio (target >= 5x,
-RSS < 500 MB).
+The readers take turns, --repeat times (the machine's speed drifts: one run each is not
+a measurement); each line gives the median run. Prints MB/s, packets/s, requests, peak
+RSS, and the ratio of the median rates (target >= 5x, RSS < 500 MB).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 NGINX_CONF = """daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 256; }}
@@ -126,13 +130,15 @@ def synthesize(out: Path, size_mb: int) -> int:
 
 _READER = """
 import json, resource, sys, time
+from shadowdiff.capture.compiled import running_compiled
 from shadowdiff.capture.pcap import read_pcap
 stats = {}
 t = time.perf_counter()
 n = sum(1 for _ in read_pcap(sys.argv[1], stats=stats))
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "requests": n, "packets": stats["packets"],
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "compiled": running_compiled()}))
 """
 _TSHARK = """
 import json, resource, subprocess, sys, time
@@ -145,15 +151,28 @@ print(json.dumps({"seconds": dt, "requests": len(uris),
 """
 
 
-def measure(pcap: Path, port: int) -> dict[str, dict[str, float]]:
-    ours = json.loads(subprocess.run([sys.executable, "-c", _READER, str(pcap)],
-                                     capture_output=True, check=True, timeout=1800).stdout)
-    tshark = json.loads(subprocess.run(
-        [sys.executable, "-c", _TSHARK, "tshark", "-r", str(pcap), "-d", f"tcp.port=={port},http",
-         "-Y", "http.request", "-T", "fields", "-e", "http.request.uri"],
-        capture_output=True, check=True, timeout=1800).stdout)
-    tshark["packets"] = ours["packets"]
-    return {"shadowdiff": ours, "tshark": tshark}
+def _run(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    return json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=1800,
+                                     env=env).stdout)
+
+
+def measure(pcap: Path, port: int, repeat: int) -> dict[str, dict[str, Any]]:
+    """Each reader's median run (by seconds) over `repeat` turns; the sources run once."""
+    ours = [sys.executable, "-c", _READER, str(pcap)]
+    tshark = [sys.executable, "-c", _TSHARK, "tshark", "-r", str(pcap), "-d",
+              f"tcp.port=={port},http", "-Y", "http.request", "-T", "fields", "-e",
+              "http.request.uri"]
+    runs: dict[str, list[dict[str, Any]]] = {"shadowdiff": [], "tshark": []}
+    for _ in range(repeat):  # bounded: --repeat turns
+        runs["shadowdiff"].append(_run(ours))
+        runs["tshark"].append(_run(tshark))
+    runs["sources"] = [_run(ours, {**os.environ, "SHADOWDIFF_PURE": "1"})]
+    medians: dict[str, dict[str, Any]] = {}
+    for name, done in runs.items():
+        medians[name] = sorted(done, key=lambda r: r["seconds"])[(len(done) - 1) // 2]
+        medians[name]["all"] = [round(r["seconds"], 2) for r in done]
+    medians["tshark"]["packets"] = medians["shadowdiff"]["packets"]
+    return medians
 
 
 def main() -> None:
@@ -163,6 +182,7 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=110)
     ap.add_argument("--synthesize", action="store_true", help="build the pcap with struct")
     ap.add_argument("--keep", type=Path, help="copy the generated pcap here")
+    ap.add_argument("--repeat", type=int, default=3, help="turns per reader (median kept)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -178,13 +198,19 @@ def main() -> None:
             shutil.copy(pcap, args.keep)
         size = pcap.stat().st_size / 1e6
         print(f"pcap: {size:.1f} MB ({how}), server port {port}")
-        results = measure(pcap, port)
+        results = measure(pcap, port, max(1, args.repeat))
+    results["sources"]["packets"] = results["shadowdiff"]["packets"]
+    build = "compiled (mypyc)" if results["shadowdiff"]["compiled"] else "NOT compiled"
     for name, r in results.items():
-        print(f"{name:>10}: {size / r['seconds']:7.1f} MB/s  {r['packets'] / r['seconds']:9.0f} "
-              f"packets/s  {r['requests']:7d} requests  {r['seconds']:6.2f} s  "
-              f"peak RSS {r['rss_mb']:.0f} MB")
+        label = {"shadowdiff": f"shadowdiff, {build}", "sources": "shadowdiff, sources"}.get(
+            name, name)
+        print(f"{label:>29}: {size / r['seconds']:7.1f} MB/s  "
+              f"{r['packets'] / r['seconds']:9.0f} packets/s  {r['requests']:7d} requests  "
+              f"{r['seconds']:6.2f} s (runs: {r['all']})  peak RSS {r['rss_mb']:.0f} MB")
     ratio = results["tshark"]["seconds"] / results["shadowdiff"]["seconds"]
-    print(f"ratio: shadowdiff is {ratio:.1f}x tshark's rate (target >= 5x; RSS target < 500 MB)")
+    pure = results["tshark"]["seconds"] / results["sources"]["seconds"]
+    print(f"ratio: shadowdiff is {ratio:.1f}x tshark's rate ({pure:.1f}x from the sources); "
+          "target >= 5x, RSS < 500 MB")
 
 
 if __name__ == "__main__":

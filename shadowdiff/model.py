@@ -60,7 +60,7 @@ def fast_init(cls: _C) -> _C:
     """
     flds = fields(cls)  # raises TypeError unless `cls` is a dataclass
     names = [f.name for f in flds]
-    own = cls.__init__
+    own: Any = cls.__dict__.get("__init__", object.__init__)  # the dataclass's own, if any
     sig = inspect.signature(own)
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     if (not params.frozen or not params.init or hasattr(cls, "__post_init__")

@@ -15,8 +15,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from shadowdiff.capture.compiled import use_sources, warn_if_stale
 from shadowdiff.errors import CaptureError, PluginError
 from shadowdiff.model import Exchange
+
+if os.environ.get("SHADOWDIFF_PURE"):
+    use_sources()  # the compiled hot path's sources, even where it is built (compiled.py)
+else:
+    warn_if_stale()  # an edited source shadowed by an older compiled build runs the old code
 
 #: Bytes read from the start of a file to recognise its format (after gunzip).
 SNIFF_BYTES = 64 * 1024

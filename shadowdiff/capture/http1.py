@@ -24,10 +24,10 @@ over are counted in `skipped_bytes`, never guessed at.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import re
+from abc import ABC, abstractmethod
 from collections import deque
+from typing import ClassVar, cast
 
 from httptools import (
     HttpParserCallbackError,
@@ -80,7 +80,7 @@ class _Reader(ABC):
     __slots__ = ("session", "counters", "parser", "synced", "scan", "scan_pos", "line_start",
                  "dead", "max_body", "ack", "ts", "base", "seq_base", "piece_start",
                  "piece_end", "msg_start", "head_open", "hdrs", "tail", "reset")
-    _start: re.Pattern[bytes] = _REQUEST_START
+    _start: ClassVar[re.Pattern[bytes]] = _REQUEST_START
 
     def __init__(self, session: HttpSession, synced: bool) -> None:
         self.session = session
@@ -287,7 +287,7 @@ class RequestReader(_Reader):
     def on_headers_complete(self) -> None:
         cur = self.cur
         assert cur is not None and self.parser is not None
-        cur.method = self.parser.get_method().decode("ascii")
+        cur.method = cast(HttpRequestParser, self.parser).get_method().decode("ascii")
         cur.target, cur.headers = self.url.decode("latin-1"), _decoded(self.hdrs)
         self.hdrs, self.head_open = [], False  # trailers, if any, go to a list nobody reads
         self.session.request_head(cur)
@@ -342,7 +342,7 @@ class ResponseReader(_Reader):
 
     def on_headers_complete(self) -> None:
         self.head_open = False
-        status = self.parser.get_status_code()  # type: ignore[union-attr]
+        status = cast(HttpResponseParser, self.parser).get_status_code()
         if status < 200 and status != 101:
             return  # 100 Continue and friends: the real answer follows
         session = self.session

@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -151,7 +151,7 @@ def open_maybe_gzip(path: str | os.PathLike[str]) -> IO[bytes]:
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == GZIP_MAGIC:
-        return gzip.open(path, "rb")  # owns its file, so closing it closes everything
+        return cast(IO[bytes], gzip.open(path, "rb"))  # owns its file: closing closes all
     return open(path, "rb")
 
 

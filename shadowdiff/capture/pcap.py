@@ -24,7 +24,7 @@ import gzip
 import os
 import struct
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Generator, Iterator
 from typing import IO, Any
 
 from shadowdiff.capture.http1 import HttpSession
@@ -34,6 +34,9 @@ from shadowdiff.capture.packet import Decoder, Segment, decoder_for
 from shadowdiff.capture.tcp import Counters, TcpTable
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange
+
+#: What the file layer yields: (decoder of the link type, [(frame bytes, epoch s), ...]).
+Batches = Generator[tuple[Decoder, list[tuple[bytes, float]]], None, None]
 
 PCAP_MAGICS = frozenset({b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1",   # microseconds, BE / LE
                          b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"})  # nanoseconds, BE / LE
@@ -87,8 +90,11 @@ def read_pcap(path: str | os.PathLike[str], *, ports: Collection[int] | None = N
     ready, mail = orderer.ready, smtp.ready
     segment = table.segment
     last_ts = 0.0
+    # Closed explicitly, not left to garbage collection: compiled generators (setup.py)
+    # do not run their `finally` when merely dropped, and the file must close either way.
+    batches = frame_batches(src, counters)
     try:
-        for decode, frames in frame_batches(src, counters):
+        for decode, frames in batches:
             for data, ts in frames:
                 seg = decode(data)
                 if seg is None or not segment(seg, ts):
@@ -105,6 +111,7 @@ def read_pcap(path: str | os.PathLike[str], *, ports: Collection[int] | None = N
         ready.clear()
         yield from drain(mail)
     finally:
+        batches.close()
         if stats is not None:
             stats.update(counters.as_dict())
             if any(smtp.stats.values()):
@@ -127,9 +134,13 @@ def segments(path: str | os.PathLike[str],
     one generator step per packet, which `read_pcap`'s own loop avoids for speed.
     """
     counters = Counters() if counters is None else counters
-    for decode, frames in frame_batches(str(path), counters):
-        for data, ts in frames:
-            yield decode(data), ts
+    batches = frame_batches(str(path), counters)
+    try:
+        for decode, frames in batches:
+            for data, ts in frames:
+                yield decode(data), ts
+    finally:
+        batches.close()  # explicitly: see read_pcap
 
 
 def import_pcap(path: str | os.PathLike[str], out: str | os.PathLike[str], *,
@@ -176,7 +187,7 @@ def _open(src: str) -> tuple[IO[bytes], bytes, int | None]:
 
 
 def frame_batches(src: str,
-                  counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
+                  counters: Counters) -> Batches:
     """Batches of (frame bytes, epoch seconds), with the decoder for their link type.
 
     Batches (one per block read) rather than single frames: a generator step per packet
@@ -224,7 +235,7 @@ def _pcap_header(src: str, f: IO[bytes], magic: bytes) -> tuple[struct.Struct, f
 
 
 def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
-                 counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
+                 counters: Counters) -> Batches:
     record, scale, linktype = _pcap_header(src, f, magic)
     decode = decoder_for(linktype)
     if decode is None:
@@ -237,7 +248,8 @@ def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
             break
         pos += off
         buf = buf[off:] + chunk if off < len(buf) else chunk
-        off, frames = 0, []
+        off = 0
+        frames: list[tuple[bytes, float]] = []
         append, last = frames.append, len(buf) - 16
         while off <= last:  # the per-packet loop: keep it to the bare minimum
             sec, frac, caplen, _ = unpack(buf, off)
@@ -273,14 +285,14 @@ def _pcapng_reader(src: str, f: IO[bytes]) -> Any:
     try:
         # Built by hand: the reader's metaclass only opens files by name itself.
         reader = object.__new__(RawPcapNgReader)
-        reader.__init__(src, f, PCAPNG_MAGIC)
+        RawPcapNgReader.__init__(reader, src, f, PCAPNG_MAGIC)
         return reader
-    except (Scapy_Exception, *_READ_ERRORS) as exc:
+    except (Scapy_Exception, *_READ_ERRORS) as exc:  # type: ignore[misc]
         raise CaptureError(f"bad file header: {exc}", source=src, position="byte 0") from exc
 
 
 def _pcapng_frames(src: str, reader: Any, size: int | None,
-                   counters: Counters) -> Iterator[tuple[Decoder, list[tuple[bytes, float]]]]:
+                   counters: Counters) -> Batches:
     decoders: dict[int, Decoder] = {}
     read_block = reader._read_block  # one block at a time, so a bad one can be located
     tell = reader.f.tell

@@ -26,21 +26,31 @@ HALF = 0x80000000
 _RARE = 0xFF & ~(ACK | PSH)
 
 
-class Counters:
-    """The importer's running counts; `as_dict()` is what lands in the capture header."""
+#: The importer's counts, in the order the capture header lists them.
+COUNTS: tuple[str, ...] = (
+    "packets", "skipped_packets", "truncated_packets", "truncated_bytes", "connections",
+    "non_http_connections", "requests", "responses", "incomplete", "no_response",
+    "orphan_responses", "skipped_bytes", "gaps", "retransmitted_bytes")
 
-    __slots__ = ("packets", "skipped_packets", "truncated_packets", "truncated_bytes", "connections",
-                 "non_http_connections", "requests", "responses", "incomplete",
-                 "no_response", "orphan_responses", "skipped_bytes", "gaps",
-                 "retransmitted_bytes")
+
+class Counters:
+    """The importer's running counts; `as_dict()` is what lands in the capture header.
+
+    Spelt out attribute by attribute (not set in a loop over COUNTS) so that mypyc, which
+    compiles this module (setup.py), knows each one.
+    """
+
+    __slots__ = COUNTS
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.packets = self.skipped_packets = self.truncated_packets = 0
+        self.truncated_bytes = self.connections = self.non_http_connections = 0
+        self.requests = self.responses = self.incomplete = self.no_response = 0
+        self.orphan_responses = self.skipped_bytes = self.gaps = self.retransmitted_bytes = 0
 
     def as_dict(self) -> dict[str, int]:
         """Plain counts, by name."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in COUNTS}
 
 
 class StreamSink(Protocol):
@@ -62,8 +72,12 @@ class StreamSink(Protocol):
 class Session(Protocol):
     """One connection's consumer: a sink per direction, and a final call."""
 
-    client: StreamSink
-    server: StreamSink
+    # Read-only to the table (properties), so any sink type satisfies them.
+    @property
+    def client(self) -> StreamSink: ...
+
+    @property
+    def server(self) -> StreamSink: ...
 
     def finish(self, ts: float) -> None:
         """Both directions have ended; resolve whatever is still open."""
