@@ -86,15 +86,18 @@ def test_capture_tests_pass_against_the_sources() -> None:
 
 def test_a_source_newer_than_its_build_is_reported(tmp_path: Path) -> None:
     suffix = compiled.importlib.machinery.EXTENSION_SUFFIXES[0]
-    (tmp_path / f"tcp{suffix}").write_bytes(b"")
-    (tmp_path / f"_compiled__mypyc{suffix}").write_bytes(b"")  # no source: never stale
+    shim, shared = tmp_path / f"tcp{suffix}", tmp_path / f"_compiled__mypyc{suffix}"
+    shim.write_bytes(b"")
+    shared.write_bytes(b"")  # the code of every module; no source of its own
     source = tmp_path / "tcp.py"
     source.write_text("")
     now = time.time()
-    os.utime(tmp_path / f"tcp{suffix}", (now - 10, now - 10))
-    assert compiled.stale_builds(tmp_path) == ["tcp"]
+    for path in (shim, shared):
+        os.utime(path, (now - 10, now - 10))
+    assert compiled.stale_builds(tmp_path) == ["tcp"]  # edited after the build
     with pytest.warns(RuntimeWarning, match="compiled tcp module"):
         compiled.warn_if_stale(tmp_path)
+    os.utime(shim, (now - 30, now - 30))  # a rebuild rewrites the shared library only
     os.utime(source, (now - 20, now - 20))
     assert compiled.stale_builds(tmp_path) == []
     assert compiled.compiled(tmp_path) == {"packet": False, "tcp": True, "http1": False,

@@ -45,12 +45,21 @@ def _extensions(directory: Path) -> dict[str, Path]:
 
 
 def stale_builds(directory: Path = _HERE) -> list[str]:
-    """Modules of `directory` whose extension is older than their `.py` (an edit since)."""
+    """Compiled modules of `directory` whose `.py` was changed after the last build.
+
+    The code of all of them lives in one shared library; each module's own extension is a
+    small shim that a rebuild leaves alone when unchanged. So the build's time is that of
+    the newest extension file, and a source newer than that has not been compiled.
+    """
+    exts = _extensions(directory)
+    try:
+        built = max(ext.stat().st_mtime for ext in exts.values()) if exts else 0.0
+    except OSError:
+        return []
     stale = []
-    for module, ext in sorted(_extensions(directory).items()):
-        source = directory / f"{module}.py"
+    for module in sorted(exts):
         try:
-            if source.stat().st_mtime > ext.stat().st_mtime:
+            if (directory / f"{module}.py").stat().st_mtime > built:
                 stale.append(module)
         except OSError:
             continue  # no source beside it (the shared library): nothing to compare

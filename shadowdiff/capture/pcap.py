@@ -21,6 +21,7 @@ when the consumer stops early.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zlib
@@ -241,8 +242,14 @@ def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
     if decode is None:
         raise _unsupported(src, linktype, "byte 20")
     unpack = record.unpack_from
+    # A plain file is read again from the first unfinished record, rather than that record's
+    # start being joined to the next block: one 1 MiB allocation per block instead of two.
+    seek = f.seek if isinstance(f, io.BufferedReader) and f.seekable() else None
     buf, off, pos, n = b"", 0, 24, 0  # pos: file offset of buf[0]; n: records before it
     while True:
+        if seek is not None and off < len(buf):
+            seek(pos + off)
+            pos, buf, off = pos + off, b"", 0
         chunk = _read(src, f, _BLOCK, f"packet {n + 1}, byte {pos + off}")
         if not chunk:
             break
@@ -266,6 +273,8 @@ def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
             n += len(frames)
             counters.packets += len(frames)
             yield decode, frames
+        elif seek is not None:
+            break  # a block holds any whole record: this one is cut by the end of the file
     left = len(buf) - off
     if left >= 16:  # the file ends inside this record (capture cut short)
         counters.packets += 1
