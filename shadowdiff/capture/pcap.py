@@ -241,7 +241,6 @@ def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
     decode = decoder_for(linktype)
     if decode is None:
         raise _unsupported(src, linktype, "byte 20")
-    unpack = record.unpack_from
     # A plain file is read again from the first unfinished record, rather than that record's
     # start being joined to the next block: one 1 MiB allocation per block instead of two.
     seek = f.seek if isinstance(f, io.BufferedReader) and f.seekable() else None
@@ -255,19 +254,10 @@ def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
             break
         pos += off
         buf = buf[off:] + chunk if off < len(buf) else chunk
-        off = 0
-        frames: list[tuple[bytes, float]] = []
-        append, last = frames.append, len(buf) - 16
-        while off <= last:  # the per-packet loop: keep it to the bare minimum
-            sec, frac, caplen, _ = unpack(buf, off)
-            nxt = off + 16 + caplen
-            if nxt > last + 16 or caplen > _MAX_FRAME:
-                break
-            append((buf[off + 16:nxt], sec + frac * scale))
-            off = nxt
-        if off <= last and unpack(buf, off)[2] > _MAX_FRAME:
-            raise CaptureError(f"packet record claims {unpack(buf, off)[2]} bytes, more than any "
-                               "frame: the file is corrupt", source=src,
+        frames, off = _records(buf, record, scale)
+        if off <= len(buf) - 16 and record.unpack_from(buf, off)[2] > _MAX_FRAME:
+            raise CaptureError(f"packet record claims {record.unpack_from(buf, off)[2]} bytes, "
+                               "more than any frame: the file is corrupt", source=src,
                                position=f"packet {n + len(frames) + 1}, byte {pos + off}")
         if frames:
             n += len(frames)
@@ -281,6 +271,25 @@ def _pcap_frames(src: str, f: IO[bytes], magic: bytes,
         counters.truncated_packets += 1
         counters.skipped_packets += 1
     counters.truncated_bytes += left
+
+
+def _records(buf: bytes, record: struct.Struct,
+             scale: float) -> tuple[list[tuple[bytes, float]], int]:
+    """The whole records at the start of `buf` as (frame, epoch s); the offset after them.
+
+    Stops at a record cut by the end of `buf`, or at one claiming more than any frame.
+    """
+    unpack = record.unpack_from
+    frames: list[tuple[bytes, float]] = []
+    append, last, off = frames.append, len(buf) - 16, 0
+    while off <= last:  # the per-packet loop: keep it to the bare minimum
+        sec, frac, caplen, _ = unpack(buf, off)
+        nxt = off + 16 + caplen
+        if nxt > last + 16 or caplen > _MAX_FRAME:
+            break
+        append((buf[off + 16:nxt], sec + frac * scale))
+        off = nxt
+    return frames, off
 
 
 def _pcapng_reader(src: str, f: IO[bytes]) -> Any:
