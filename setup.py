@@ -2,11 +2,11 @@
 
 Everything else is declared in pyproject.toml. The modules in COMPILED are plain,
 type-annotated Python; mypyc (mypy's compiler, a build requirement) turns them into C
-extensions, which import in their place and run the importer ~1.5x faster (the per-packet
-and per-message Python calls are what an importer spends its time on:
+extensions, which import in their place and run the importer 1.25-1.45x faster (the
+per-packet and per-message Python calls are what an importer spends its time on:
 benchmarks/capture.py). When compiling is impossible or fails (no C compiler, an
-interpreter mypyc does not support, SHADOWDIFF_PURE=1), the build says so and installs
-the same modules as pure Python: slower, never different.
+interpreter mypyc does not support, SHADOWDIFF_PURE=1), the build says why (pip shows it
+with -v) and installs the same modules as pure Python: slower, never different.
 """
 
 from __future__ import annotations
