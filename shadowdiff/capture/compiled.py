@@ -97,14 +97,16 @@ class SourcesFirst(importlib.abc.MetaPathFinder):
         return None
 
 
+def _using_sources() -> bool:
+    return any(isinstance(f, SourcesFirst) for f in sys.meta_path)
+
+
 def use_sources() -> None:
     """From now on, import the capture modules from their sources (SHADOWDIFF_PURE)."""
-    if not any(isinstance(f, SourcesFirst) for f in sys.meta_path):
+    if not _using_sources():
         sys.meta_path.insert(0, SourcesFirst())
 
 
 def running_compiled() -> bool:
     """Whether the hot path imports (or has imported) its compiled build."""
-    if any(isinstance(f, SourcesFirst) for f in sys.meta_path):
-        return False
-    return all(compiled().values())
+    return not _using_sources() and all(compiled().values())

@@ -70,6 +70,13 @@ def _append(body: bytes | list[bytes], data: bytes) -> bytes | list[bytes]:
     return [body, data] if body else data  # type: ignore[list-item]
 
 
+def _recorded(p: Pending) -> Response:
+    """The response as captured; its elapsed time never negative (a clock step in between)."""
+    elapsed = p.end_ts - p.start_ts
+    return Response(p.status, tuple(p.resp_headers), _joined(p.resp_body),
+                    elapsed if elapsed > 0.0 else 0.0, p.reason)
+
+
 def _joined(body: bytes | list[bytes]) -> bytes:
     return b"".join(body) if type(body) is list else body  # type: ignore[return-value]
 
@@ -142,27 +149,19 @@ class Orderer:
 
     def _build(self, p: Pending) -> Exchange:
         # Runs once per captured exchange (~100k a second): the number is formatted once,
-        # `_joined` and `max` are inlined, and the complete case leaves the last fields
-        # (count 1, nothing observed, no marks) to Exchange's defaults.
+        # and the complete case leaves the last fields (count 1, nothing observed, no
+        # marks) to Exchange's defaults.
         n = self._n
         self._n = n + 1
         num = str(n)
         c = self.counters
         c.requests += 1
-        body = p.body
-        if type(body) is list:
-            body = b"".join(body)
         # llhttp keeps the header names' original case and order.
-        request = Request("http", p.method, p.target, tuple(p.headers), body)  # type: ignore[arg-type]
+        request = Request("http", p.method, p.target, tuple(p.headers), _joined(p.body))
         if p.resp_state == COMPLETE and p.req_state == COMPLETE and not p.truncated:
             c.responses += 1
-            body = p.resp_body
-            if type(body) is list:
-                body = b"".join(body)
-            elapsed = p.end_ts - p.start_ts
-            recorded = Response(p.status, tuple(p.resp_headers), body,  # type: ignore[arg-type]
-                                elapsed if elapsed > 0.0 else 0.0, p.reason)
-            return Exchange("pcap-" + num, request, recorded, self._source + num, p.start_ts)
+            return Exchange("pcap-" + num, request, _recorded(p), self._source + num,
+                            p.start_ts)
         partial, marks = self._partial(p)
         return Exchange("pcap-" + num, request, partial, self._source + num, p.start_ts, 1, (),
                         marks)
@@ -173,8 +172,7 @@ class Orderer:
         marks: list[str] = []
         recorded = None
         if p.resp_state == COMPLETE and not p.truncated:
-            recorded = Response(p.status, tuple(p.resp_headers), _joined(p.resp_body),
-                                max(0.0, p.end_ts - p.start_ts), p.reason)
+            recorded = _recorded(p)
             c.responses += 1
         if p.req_state == INCOMPLETE or p.resp_state == INCOMPLETE or p.truncated:
             marks.append("incomplete")
