@@ -15,12 +15,12 @@ bench: $(VENV)/.deps
 	$(BIN)/python benchmarks/replay.py
 
 # pip 25.1+ reads dependency groups (--group); the venv's own pip may be older.
-# setup.py compiles modules of shadowdiff/capture (mypyc) in place: rebuild when they change.
-$(VENV)/.deps: pyproject.toml setup.py $(wildcard shadowdiff/capture/*.py)
+# setup.py compiles modules of shadowdiff/capture/pcap (mypyc) in place: rebuild when they change.
+$(VENV)/.deps: pyproject.toml setup.py $(wildcard shadowdiff/capture/pcap/*.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
 	$(BIN)/python -m pip install -q -e '.[all]' --group dev
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info shadowdiff/capture/*.so
+	rm -rf $(VENV) build *.egg-info shadowdiff/capture/pcap/*.so

@@ -22,18 +22,18 @@ from setuptools.command.build_ext import build_ext
 
 
 def _hot_path() -> tuple[str, ...]:
-    """shadowdiff.capture.compiled.HOT_PATH, read without importing the package."""
+    """shadowdiff.capture.pcap.compiled.HOT_PATH, read without importing the package."""
     spec = importlib.util.spec_from_file_location(
-        "_shadowdiff_compiled", Path(__file__).parent / "shadowdiff/capture/compiled.py")
+        "_shadowdiff_compiled", Path(__file__).parent / "shadowdiff/capture/pcap/compiled.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return tuple(module.HOT_PATH)
 
 
-COMPILED = [f"shadowdiff/capture/{name}.py" for name in _hot_path()]
+COMPILED = [f"shadowdiff/capture/pcap/{name}.py" for name in _hot_path()]
 #: The shared library of the compiled modules, inside the package (not a top-level module).
-GROUP = "shadowdiff.capture._compiled"
+GROUP = "shadowdiff.capture.pcap._compiled"
 
 
 def _say(message: str) -> None:

@@ -130,8 +130,8 @@ def synthesize(out: Path, size_mb: int) -> int:
 
 _READER = """
 import json, resource, sys, time
-from shadowdiff.capture.compiled import running_compiled
-from shadowdiff.capture.pcap import read_pcap
+from shadowdiff.capture.pcap.compiled import running_compiled
+from shadowdiff.capture.pcap.reader import read_pcap
 stats = {}
 t = time.perf_counter()
 n = sum(1 for _ in read_pcap(sys.argv[1], stats=stats))

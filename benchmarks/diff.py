@@ -18,8 +18,8 @@ from typing import Any, Callable
 import orjson
 from deepdiff import DeepDiff
 
-from shadowdiff.diff import compare
-from shadowdiff.normalize import Mask, Rules, normalize
+from shadowdiff.compare.diff import compare
+from shadowdiff.compare.normalize import Mask, Rules, normalize
 
 
 def make_document(seed: int = 0) -> dict[str, Any]:

@@ -125,13 +125,13 @@ _RSS_WRAPPER = (
     "f'\\nRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
     "import os\n"
     "if os.environ.get('SHADOWDIFF_BENCH_NO_NOISE'):\n"  # mode b: send, but judge old/new only
-    "    import dataclasses, shadowdiff.pipeline as p\n"
+    "    import dataclasses, shadowdiff.pipeline.orchestrate as p\n"
     "    _judge = p.judge\n"
     "    def _old_new(trial, *a, **k):\n"
     "        kept = {r: o for r, o in trial.outcomes.items() if r != 'old_replica'}\n"
     "        return _judge(dataclasses.replace(trial, outcomes=kept), *a, **k)\n"
     "    p.judge = _old_new\n"
-    "from shadowdiff.cli import main\n"
+    "from shadowdiff.cli.main import main\n"
     "sys.argv = ['shadowdiff', *sys.argv[1:]]\n"
     "main()\n"
 )

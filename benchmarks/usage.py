@@ -1,4 +1,4 @@
-"""Benchmark for shadowdiff.usage (issue 4): how fast production logs become endpoint counts.
+"""Benchmark for shadowdiff.rank.usage (issue 4): how fast production logs become endpoint counts.
 
     python benchmarks/usage.py                  # 2M lines: ours, plain pyarrow, goaccess, awk
     python benchmarks/usage.py --lines 200000   # a quick look
@@ -7,7 +7,7 @@
 One run, one generated combined log (skewed endpoint mix, ids, UUIDs and queries in the
 targets, ~150 bytes a line), each contender in its own child process so its peak RSS
 (`ru_maxrss`) is its own:
-- `ours`: `shadowdiff.usage.read_usage`, endpoint counts with status mix and time range.
+- `ours`: `shadowdiff.rank.usage.read_usage`, endpoint counts with status mix and time range.
 - `pyarrow`: the plain approach the issue measured: pyarrow's CSV reader with a delimiter
   that never occurs, one `extract_regex` per batch, group-by (method, target): raw
   targets, no endpoint templates (like awk).
@@ -143,7 +143,7 @@ def _chunk(rng: np.random.Generator, start: int, m: int) -> bytes:
 
 
 def run_ours(logs: list[str]) -> dict[str, Any]:
-    from shadowdiff.usage import read_usage
+    from shadowdiff.rank.usage import read_usage
 
     t = time.perf_counter()
     table = read_usage(logs)
@@ -156,7 +156,7 @@ def run_pyarrow(logs: list[str], *, templates: bool = False) -> dict[str, Any]:
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
-    from shadowdiff.endpoints import http_endpoint
+    from shadowdiff.protocols.http.endpoints import http_endpoint
 
     regex = r'^\S+ \S+ \S+ \[[^\]]+\] "(?P<method>\S+) (?P<target>\S+)[^"]*" (?P<status>\d{3}) '
     t = time.perf_counter()

@@ -15,14 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from shadowdiff.config_nightly import GateConfig, HistoryConfig, parse_gate, parse_history
-from shadowdiff.config_smtp import SmtpConfig, parse_smtp
+from shadowdiff.nightly.config import GateConfig, HistoryConfig, parse_gate, parse_history
+from shadowdiff.protocols.smtp.config import SmtpConfig, parse_smtp
 from shadowdiff.errors import ConfigError
-from shadowdiff.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Mask, Rules, Tolerance
+from shadowdiff.compare.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Mask, Rules, Tolerance
 from shadowdiff.paths import compile_path
-from shadowdiff.rules.masks import MASK_NAME
-from shadowdiff.routing import RoutesConfig, parse_routes
-from shadowdiff.rules.presets import PRESETS
+from shadowdiff.compare.rules.masks import MASK_NAME
+from shadowdiff.rank.routing import RoutesConfig, parse_routes
+from shadowdiff.compare.rules.presets import PRESETS
 
 CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
 SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
@@ -83,7 +83,7 @@ class RankConfig:
     severity: bool = True
     """Rank by score = impact x severity of the kind; False ranks by impact alone."""
     severity_weights: tuple[tuple[str, float], ...] = ()
-    """Overrides of shadowdiff.severity.DEFAULT_WEIGHTS (docs/endpoints.md)."""
+    """Overrides of shadowdiff.rank.severity.DEFAULT_WEIGHTS (docs/endpoints.md)."""
     window_days: float | None = None
     """Count only the logs' last N days (ending at their latest day): today's traffic mix,
     not last quarter's. None counts every logged request."""
@@ -389,7 +389,7 @@ def _simple(cls: type, table: Any, prefix: str, src: str) -> Any:
 
 
 def _rank(table: Any, src: str) -> RankConfig:
-    from shadowdiff.severity import severity_weights  # checks names and values
+    from shadowdiff.rank.severity import severity_weights  # checks names and values
 
     table = dict(table) if isinstance(table, dict) else table
     weights = table.pop("severity_weights", {}) if isinstance(table, dict) else {}

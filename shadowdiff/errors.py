@@ -61,3 +61,8 @@ class HistoryError(ShadowdiffError):
 
 class ResumeError(ShadowdiffError):
     """`--resume RUN_DIR` cannot continue that run; the message says why."""
+
+
+#: Exit codes (contract, docs/nightly.md): no significant divergence, significant divergences
+#: (the CI gate), usage/config/input error. One copy for the CLI, the verdict and the gates.
+EXIT_CLEAN, EXIT_DIVERGED, EXIT_INPUT = 0, 1, 2

@@ -19,7 +19,7 @@ from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Dot1Q, Ether, Loopback
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap, wrpcapng
 
-from shadowdiff.capture.pcap import read_pcap
+from shadowdiff.capture.pcap.reader import read_pcap
 from shadowdiff.model import Exchange
 
 DATA = Path(__file__).parent / "data"

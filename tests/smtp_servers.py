@@ -20,9 +20,9 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 from servers import background_loop, tcp_peer
 
-from shadowdiff.capture.smtp import Conversation, session_exchanges
+from shadowdiff.capture.pcap.smtp import Conversation, session_exchanges
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp import parse_replies, verb_of
+from shadowdiff.protocols.smtp.plugin import parse_replies, verb_of
 
 _ids = itertools.count(1)
 

@@ -6,7 +6,7 @@ import pytest
 
 from shadowdiff.config import load_config
 from shadowdiff.errors import ConfigError
-from shadowdiff.normalize import DEFAULT_IGNORE_HEADERS
+from shadowdiff.compare.normalize import DEFAULT_IGNORE_HEADERS
 
 
 def write(tmp_path, text: str):
@@ -156,7 +156,7 @@ def test_the_configuration_doc_examples_load_and_name_every_preset():
     from pathlib import Path
 
     from shadowdiff.config import config_from_dict
-    from shadowdiff.rules.presets import PRESETS
+    from shadowdiff.compare.rules.presets import PRESETS
     doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)
     assert len(blocks) >= 3

@@ -15,14 +15,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from shadowdiff.capture.compiled import use_sources, warn_if_stale
 from shadowdiff.errors import CaptureError, PluginError
 from shadowdiff.model import Exchange
-
-if os.environ.get("SHADOWDIFF_PURE"):
-    use_sources()  # the compiled hot path's sources, even where it is built (compiled.py)
-else:
-    warn_if_stale()  # an edited source shadowed by an older compiled build runs the old code
 
 #: Bytes read from the start of a file to recognise its format (after gunzip).
 SNIFF_BYTES = 64 * 1024
@@ -32,7 +26,7 @@ SNIFF_BYTES = 64 * 1024
 FORMATS: dict[str, tuple[str, str, str]] = {
     "shadowdiff": ("shadowdiff.capture", "sniff_shadowdiff", "read_shadowdiff"),
     "mitm": ("shadowdiff.capture.mitm", "sniff", "read_mitm"),
-    "pcap": ("shadowdiff.capture.pcap", "sniff", "read_pcap"),
+    "pcap": ("shadowdiff.capture.pcap.reader", "sniff", "read_pcap"),
     "har": ("shadowdiff.capture.har", "sniff", "read_har"),
     "maillog": ("shadowdiff.capture.maillog", "sniff", "read_maillog"),
     "log": ("shadowdiff.capture.accesslog", "sniff", "read_access_log"),

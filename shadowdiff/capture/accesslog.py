@@ -5,7 +5,7 @@
 For users who have nothing but logs. Logs carry no bodies and no request headers beyond a
 few fields, so only GET and HEAD are replayable; other methods are counted as skipped. Reads
 line by line (streaming, gzip-aware). Malformed lines are counted, with the first one quoted
-in `stats`, and never stop the import. (`shadowdiff.usage` is the fast aggregate reader of
+in `stats`, and never stop the import. (`shadowdiff.rank.usage` is the fast aggregate reader of
 the same logs; this one builds a full Exchange per line.)
 
 Formats: NCSA common and combined (nginx, Apache), and JSON lines with either a `request`

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shadowdiff.endpoints import split_target
+from shadowdiff.protocols.http.endpoints import split_target
 from shadowdiff.model import Exchange
 
 #: stats keys, one per filter: how many exchanges each dropped.

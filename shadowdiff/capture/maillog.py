@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp import Script, step_request
-from shadowdiff.usage.maillog import (
+from shadowdiff.protocols.smtp.plugin import Script, step_request
+from shadowdiff.protocols.smtp.maillog import (
     _EXIM,
     _EXIM_EVENT,
     _EXIM_OUTCOME,

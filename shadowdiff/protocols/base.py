@@ -18,7 +18,7 @@ from shadowdiff.model import Outcome, Request, Response
 
 Tree = dict[str, Any]
 
-_BUILTIN = {"http": "shadowdiff.protocols.http:PROTOCOL", "smtp": "shadowdiff.protocols.smtp:PROTOCOL"}
+_BUILTIN = {"http": "shadowdiff.protocols.http.plugin:PROTOCOL", "smtp": "shadowdiff.protocols.smtp.plugin:PROTOCOL"}
 
 
 @runtime_checkable

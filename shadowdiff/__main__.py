@@ -1,0 +1,5 @@
+"""`python -m shadowdiff`: the same as the `shadowdiff` command."""
+
+from shadowdiff.cli.main import main
+
+main()

@@ -1,0 +1,171 @@
+"""Command line: parses, calls the pipeline, prints. No logic of its own.
+
+Exit codes (contract): 0 no significant divergence, 1 significant divergences,
+2 usage, config or input error (the message names the file and position).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shadowdiff import __version__
+from shadowdiff.cli import capture as cli_capture
+from shadowdiff.cli import history as cli_history
+from shadowdiff.cli import live as cli_live
+from shadowdiff.cli import rules as cli_rules
+from shadowdiff.cli.nightly import apply_nightly_flags, nightly_options
+from shadowdiff.config import (Config, Targets, check_replay, check_targets, check_window,
+                               load_config)
+from shadowdiff.errors import EXIT_INPUT, ShadowdiffError
+
+
+class _Group(click.Group):
+    """Turns every ShadowdiffError into one clean line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShadowdiffError as exc:
+            click.echo(f"shadowdiff: error: {exc}", err=True)
+            ctx.exit(EXIT_INPUT)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="shadowdiff")
+def main() -> None:
+    """Replay captured traffic to the old and the new system; rank what differs."""
+
+
+def _parse_header(value: str) -> tuple[str, str]:
+    name, sep, val = value.partition(":")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{value!r} is not 'Name: value'", param_hint="--header")
+    return name.strip(), val.strip()
+
+
+def build_config(config_path: str | None, **flags: Any) -> Config:
+    """The config file, with command-line flags laid over it."""
+    config = load_config(config_path)
+    t = config.targets
+    targets = check_targets(Targets(
+        old=flags.get("old") or t.old, new=flags.get("new") or t.new,
+        old_replica=flags.get("old_replica") or t.old_replica,
+        replay_old_twice=bool(flags.get("replay_old_twice")) or t.replay_old_twice))
+    r = config.replay
+    methods = flags.get("methods")
+    replay_cfg = check_replay(replace(
+        r,
+        concurrency=flags.get("concurrency") or r.concurrency,
+        rate=flags["rate"] if flags.get("rate") is not None else r.rate,
+        timeout_s=flags.get("timeout") or r.timeout_s,
+        methods=tuple(m.strip().upper() for m in methods.split(",") if m.strip()) if methods else r.methods,
+        host_header=flags.get("host_header") or r.host_header,
+        headers=r.headers + tuple(_parse_header(h) for h in flags.get("header") or ()),
+        max_body_bytes=flags.get("max_body_bytes") or r.max_body_bytes,
+        client=flags.get("client") or r.client,
+        smtp_deliver=bool(flags.get("smtp_deliver")) or r.smtp_deliver,
+    ))
+    report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
+    rank_cfg = config.rank
+    if flags.get("window_days") is not None:
+        rank_cfg = check_window(replace(rank_cfg, window_days=flags["window_days"]))
+    return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg)
+
+
+_RUN_OPTIONS = [
+    click.option("--old", metavar="URL", help="The system in production now."),
+    click.option("--new", metavar="URL", help="The system that will replace it."),
+    click.option("--old-replica", metavar="URL",
+                 help="A second instance of old, to measure noise (differences old has with itself)."),
+    click.option("--replay-old-twice", is_flag=True,
+                 help="No replica? Send every request to old twice and measure noise from that."),
+    click.option("--openapi", type=click.Path(exists=True, dir_okay=False), metavar="SPEC",
+                 help="OpenAPI 3 document: its paths name the endpoints (docs/endpoints.md)."),
+    click.option("--route", "routes", multiple=True, metavar="'GET /users/{id}'",
+                 help="An endpoint template to match before inference (repeatable)."),
+    click.option("--usage", "usage_logs", multiple=True, metavar="LOG",
+                 help="Production access log(s) (nginx/Apache combined, JSON), or Exim/Postfix "
+                 "mail logs for SMTP: rank by real usage."),
+    click.option("--window-days", type=click.FloatRange(min=0, min_open=True), metavar="N",
+                 help="Rank by the last N days of --usage logs only (ending at their latest "
+                 "day) [all; config: rank.window_days]."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
+                 help="shadowdiff.toml (docs/configuration.md)."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run directory [reports/run-<time>]."),
+    click.option("--concurrency", type=click.IntRange(min=1), help="Exchanges in flight [32]."),
+    click.option("--rate", type=click.FloatRange(min=0), help="Exchanges per second, 0 = unlimited [0]."),
+    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Per-request timeout, seconds [10]."),
+    click.option("--methods", help="Methods to replay, comma-separated [GET,HEAD,OPTIONS]. "
+                 "Others are skipped and counted: replaying POST can change data."),
+    click.option("--host-header", help="'original' (as captured), 'target', or a literal host [original]."),
+    click.option("--header", multiple=True, metavar="'NAME: VALUE'",
+                 help="Set a header on every replayed request (e.g. a staging token)."),
+    click.option("--max-body-bytes", type=click.IntRange(min=1), help="Larger bodies are a too_large failure [10 MiB]."),
+    click.option("--client", type=click.Choice(["fast", "aiohttp"]),
+                 help="HTTP client: llhttp on bare asyncio (fast) or aiohttp [fast]."),
+    click.option("--smtp-deliver", is_flag=True,
+                 help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
+    click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
+]
+
+
+def run_options(func: Any) -> Any:
+    for option in reversed(_RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@run_options
+@nightly_options
+def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str | None,
+        out: str | None, quiet: bool, **flags: Any) -> None:
+    """Replay CAPTURE files (shadowdiff, HAR, pcap, mitmproxy flows, access logs) to old and new."""
+    from shadowdiff.cli.console import execute
+    config = build_config(config_path, **flags)
+    config, out, nightly = apply_nightly_flags(config, out, flags)
+    code = execute(captures, config, out_dir=out, usage_logs=usage_logs, quiet=quiet,
+                   openapi=flags.pop("openapi", None), routes=flags.pop("routes", ()),
+                   **nightly)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Where the demo writes its report [reports/demo, reports/demo-smtp].")
+@click.option("--smtp", is_flag=True,
+              help="The mail demo: two aiosmtpd MTAs, a mail capture, a Postfix maillog.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line and no table.")
+def demo(out: str | None, smtp: bool, quiet: bool) -> None:
+    """Run the whole pipeline on bundled old and new demo services (exits 0 when it worked)."""
+    from shadowdiff.cli.demo import run_demo, run_smtp_demo
+    if smtp:
+        sys.exit(run_smtp_demo(Path(out or "reports/demo-smtp"), quiet=quiet))
+    sys.exit(run_demo(Path(out or "reports/demo"), quiet=quiet))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir: str) -> None:
+    """Re-render report.md and report.html of a finished run from its summary.json."""
+    from shadowdiff.cli.console import rerender
+    for path in rerender(Path(run_dir)).values():
+        click.echo(str(path))
+
+
+# Each command group lives in its own module; they are attached here, so that none of them
+# imports this module back.
+for _command in (cli_capture.capture, cli_capture.usage, cli_rules.rules, cli_live.mirror,
+                 cli_live.collect, cli_history.history_cmd, cli_history.accept,
+                 cli_history.unaccept):
+    main.add_command(_command)
+
+if __name__ == "__main__":
+    main()

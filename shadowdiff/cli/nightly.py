@@ -1,0 +1,66 @@
+"""The nightly job's `run` flags: gates, JUnit, history, resume (docs/nightly.md).
+
+Kept out of cli.py so the flags and how they lay over the config live in one place;
+`run` applies them with `apply_nightly_flags`. Command-line values replace the
+config's: `--fail-on` replaces `[gate] fail_on` as a whole, `--history` replaces
+`[history] path`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shadowdiff.config import Config
+from shadowdiff.nightly.gates import parse_conditions
+
+_OPTIONS = [
+    click.option("--fail-on", "fail_on", multiple=True, metavar="COND",
+                 help="Gate condition, repeatable or comma-separated: any, new, impact>0.5%, "
+                      "new-failure-rate[>2%], latency, diverged>N [config [gate] fail_on, "
+                      "else any]."),
+    click.option("--junit", type=click.Path(dir_okay=False), metavar="PATH",
+                 help="Also write the result as JUnit XML (one test case per endpoint)."),
+    click.option("--history", "history_path", type=click.Path(dir_okay=False), metavar="PATH",
+                 help="Run history store [config [history] path, $SHADOWDIFF_HISTORY, "
+                      "else reports/history.sqlite]."),
+    click.option("--no-history", is_flag=True,
+                 help="Neither read nor record the run history (no since-last-run section)."),
+    click.option("--resume", type=click.Path(file_okay=False, exists=True), metavar="RUN_DIR",
+                 help="Continue the interrupted or killed run in RUN_DIR (same captures and "
+                      "targets): nothing is replayed twice."),
+]
+
+
+def nightly_options(func: Any) -> Any:
+    """Decorate `run` with the nightly flags."""
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+def apply_nightly_flags(config: Config, out: str | None,
+                        flags: dict[str, Any]) -> tuple[Config, str | None, dict[str, Any]]:
+    """Lay the nightly flags over `config` (popping them from `flags`).
+
+    Returns the config, the run directory (`--resume RUN_DIR` is the run directory) and
+    the keyword arguments for console.execute (junit, resume).
+    """
+    fail_on = flags.pop("fail_on", ()) or ()
+    history, no_history = flags.pop("history_path", None), flags.pop("no_history", False)
+    junit, resume = flags.pop("junit", None), flags.pop("resume", None)
+    if fail_on:
+        parse_conditions(fail_on)  # a bad condition is a usage error before any replay
+        config = replace(config, gate=replace(config.gate, fail_on=tuple(fail_on)))
+    if history or no_history:
+        config = replace(config, history=replace(
+            config.history, path=history or config.history.path, enabled=not no_history))
+    if resume:
+        if out and Path(out).resolve() != Path(resume).resolve():
+            raise click.UsageError(f"--resume {resume} continues that run in its own "
+                                   f"directory; drop --out {out}")
+        out = resume
+    return config, out, {"junit": Path(junit) if junit else None, "resume": bool(resume)}

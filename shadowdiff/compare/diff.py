@@ -1,0 +1,455 @@
+"""Diff: the stage after normalize and before the noise filter and rank.
+
+    normalize() -> Tree (old), Tree (new) -> compare(old, new, endpoint) -> [Divergence]
+
+The only module that imports deepdiff. Most pairs are identical or differ in a leaf or two,
+so `compare` works from the top down with plain equality:
+
+1. identical trees return [] after one C-speed equality check; deepdiff is never touched;
+2. otherwise it descends through dicts and lists, skipping equal subtrees, down to the
+   smallest subtrees that differ, and reports those itself;
+3. only a list whose length changed needs alignment: its elements are matched with
+   difflib on canonical keys, and deepdiff diffs just the runs that were replaced.
+
+Equality is JSON equality, slightly stricter than Python's: `true` and `1` differ (Python
+says `True == 1`; a service that swaps them breaks typed clients), while `1` and `1.0` are
+the same JSON number and do not. NaN equals NaN.
+
+Kinds and values (`Divergence.old` / `.new`, always plain JSON-serializable values):
+
+- `status_changed` at `status`; `header_missing` / `header_added` / `header_changed` at
+  `header.<name>`, with the header values.
+- `field_missing` / `field_added` for a dict key (or a list element, see below) present on
+  one side only; the other side is None. A rename shows as both.
+- `value_changed`: two leaves of the same JSON type; `type_changed`: different JSON types,
+  with the values, or the type name (`object`, `array`) for a container.
+- `length_changed` at a list whose length differs (old/new = the lengths), followed by
+  the element-level differences: removed elements are `field_missing` at their old index,
+  inserted ones `field_added` at their new index, replaced ones diffed by deepdiff
+  (locations use the old index).
+- `order_changed`: a list with the same elements in another order; one divergence at the
+  list, old/new = the lists (summarized when large).
+- Text bodies (a string at a top-level key such as `body`, when either side has a newline
+  or is longer than 200 characters): one `body_changed`; old/new are excerpts of the first
+  differing line, `"line 12: <text>"`. Reports wanting the whole story call
+  `text_diff(old, new)` for a bounded unified diff.
+- Binary bodies (`{"$binary": {"sha256", "length"}}`): `length_changed` when the lengths
+  differ, else `body_changed`; old/new are `"sha256:<12 hex> (<n> bytes)"`.
+
+Strings longer than 500 characters are cut, with a marker saying how much was cut; a
+container too large to quote is summarized as `"object (12 keys)"` / `"array (40 items)"`.
+The output order is deterministic: the order locations appear in the trees (old's keys
+first, then keys only new has).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import orjson
+from deepdiff import DeepDiff
+from deepdiff.helper import notpresent
+
+from shadowdiff.model import Divergence
+from shadowdiff.compare.normalize import canonical_keys, deep_call
+from shadowdiff.paths import join_location
+
+#: Longest string quoted in a divergence.
+MAX_VALUE_CHARS = 500
+#: A top-level string longer than this (or with a newline) is compared as text.
+TEXT_THRESHOLD = 200
+#: Width of a text excerpt.
+EXCERPT_CHARS = 160
+
+_ABSENT: Any = object()
+_SORTED = orjson.OPT_SORT_KEYS
+
+# deepdiff report type -> our kind; added items are located by their index in new.
+_DEEPDIFF_KINDS = {
+    "values_changed": "value_changed",
+    "type_changes": "type_changed",
+    "dictionary_item_added": "field_added",
+    "dictionary_item_removed": "field_missing",
+    "iterable_item_added": "field_added",
+    "iterable_item_removed": "field_missing",
+}
+_DEEPDIFF_SKIPPED = {"iterable_item_moved"}  # an equal element at another index: no change
+
+
+def compare(old: dict[str, Any], new: dict[str, Any], endpoint: str = "") -> list[Divergence]:
+    """The divergences between two normalized lifted trees, in location order.
+
+    >>> compare({"status": 200, "body": {"a": 1}}, {"status": 200, "body": {"a": 2}}, "GET /")
+    [Divergence(endpoint='GET /', location='body.a', kind='value_changed', old=1, new=2)]
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        raise TypeError("compare() takes two lifted trees (dicts)")
+    return deep_call(_compare, old, new, endpoint)
+
+
+def _compare(old: dict[str, Any], new: dict[str, Any], endpoint: str) -> list[Divergence]:
+    if old is new or _same(old, new):
+        return []
+    differ = _Differ(endpoint)
+    differ.trees(old, new)
+    return differ.out
+
+
+def text_diff(old: str, new: str, *, context: int = 3, max_lines: int = 40) -> str:
+    """A unified diff of two texts, at most `max_lines` lines, for reports.
+
+    >>> print(text_diff("a\\nb\\n", "a\\nc\\n", context=0))
+    --- old
+    +++ new
+    @@ -2 +2 @@
+    -b
+    +c
+    """
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "old", "new",
+                                 n=context, lineterm="")
+    out: list[str] = []
+    for count, line in enumerate(lines):
+        if count == max_lines:
+            rest = sum(1 for _ in lines) + 1
+            out.append(f"... ({rest} more diff lines)")
+            break
+        out.append(_cut(line, MAX_VALUE_CHARS))
+    return "\n".join(out)
+
+
+class _Differ:
+    """Collects the divergences of one pair while descending both trees."""
+
+    __slots__ = ("endpoint", "out")
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.out: list[Divergence] = []
+
+    def add(self, location: str, kind: str, old: Any, new: Any) -> None:
+        self.out.append(Divergence(self.endpoint, location, kind, old, new))
+
+    def trees(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        for key in _union_keys(old, new):
+            o, n = old.get(key, _ABSENT), new.get(key, _ABSENT)
+            if o is not _ABSENT and n is not _ABSENT and _same(o, n):
+                continue
+            loc = join_location("", key)
+            if key == "status":
+                self.add(loc, "status_changed", _plain_or_none(o), _plain_or_none(n))
+            elif key == "header" and _dict_or_absent(o) and _dict_or_absent(n):
+                self.headers({} if o is _ABSENT else o, {} if n is _ABSENT else n, loc)
+            elif o is _ABSENT:
+                self.add(loc, "field_added", None, _plain(n))
+            elif n is _ABSENT:
+                self.add(loc, "field_missing", _plain(o), None)
+            else:
+                self.top_value(o, n, loc)
+
+    def headers(self, old: dict[str, Any], new: dict[str, Any], loc: str) -> None:
+        for name in _union_keys(old, new):
+            o, n = old.get(name, _ABSENT), new.get(name, _ABSENT)
+            where = join_location(loc, name)
+            if n is _ABSENT:
+                self.add(where, "header_missing", _plain(o), None)
+            elif o is _ABSENT:
+                self.add(where, "header_added", None, _plain(n))
+            elif not _same(o, n):
+                self.add(where, "header_changed", _plain(o), _plain(n))
+
+    def top_value(self, o: Any, n: Any, loc: str) -> None:
+        """A body-like value: binary and text get one divergence, JSON is descended."""
+        o_bin, n_bin = _binary(o), _binary(n)
+        if o_bin is not None and n_bin is not None:
+            kind = "length_changed" if o_bin[1] != n_bin[1] else "body_changed"
+            self.add(loc, kind, _binary_label(o_bin), _binary_label(n_bin))
+        elif o_bin is not None or n_bin is not None:
+            self.add(loc, "type_changed", _display(o), _display(n))
+        elif type(o) is str and type(n) is str and (_is_text(o) or _is_text(n)):
+            self.add(loc, "body_changed", *_text_excerpts(o, n))
+        else:
+            self.value(o, n, loc)
+
+    def value(self, o: Any, n: Any, loc: str) -> None:
+        """Two values known to differ (or to be equal only by Python's looser rules)."""
+        to, tn = type(o), type(n)
+        if to is dict and tn is dict:
+            self.dicts(o, n, loc)
+        elif to is list and tn is list:
+            self.lists(o, n, loc)
+        elif _json_type(o) != _json_type(n):
+            self.add(loc, "type_changed", _display(o), _display(n))
+        elif not _leaf_same(o, n):
+            self.add(loc, "value_changed", _plain(o), _plain(n))
+
+    def dicts(self, o: dict[str, Any], n: dict[str, Any], loc: str) -> None:
+        for key, ov in o.items():
+            nv = n.get(key, _ABSENT)
+            if nv is _ABSENT:
+                self.add(join_location(loc, key), "field_missing", _plain(ov), None)
+            elif ov is not nv and not _same(ov, nv):
+                self.value(ov, nv, join_location(loc, key))
+        for key, nv in n.items():
+            if key not in o:
+                self.add(join_location(loc, key), "field_added", None, _plain(nv))
+
+    def lists(self, o: list[Any], n: list[Any], loc: str) -> None:
+        if len(o) != len(n):
+            self.add(loc, "length_changed", len(o), len(n))
+            self.aligned(o, n, loc)
+            return
+        differing = [i for i, (a, b) in enumerate(zip(o, n)) if a is not b and not _same(a, b)]
+        # One differing position cannot be a reordering; two or more might be.
+        if len(differing) > 1 and sorted(canonical_keys(o)) == sorted(canonical_keys(n)):
+            self.add(loc, "order_changed", _plain(o), _plain(n))
+            return
+        for i in differing:
+            self.value(o[i], n[i], f"{loc}[{i}]")
+
+    def aligned(self, o: list[Any], n: list[Any], loc: str) -> None:
+        """Elements of lists of different lengths, matched like lines in a text diff."""
+        matcher = difflib.SequenceMatcher(None, canonical_keys(o), canonical_keys(n), autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "delete":
+                for i in range(i1, i2):
+                    self.add(f"{loc}[{i}]", "field_missing", _plain(o[i]), None)
+            elif tag == "insert":
+                for j in range(j1, j2):
+                    self.add(f"{loc}[{j}]", "field_added", None, _plain(n[j]))
+            elif tag == "replace":
+                self.deepdiff(o[i1:i2], n[j1:j2], loc, i1, j1)
+
+    def deepdiff(self, o: list[Any], n: list[Any], loc: str, i1: int, j1: int) -> None:
+        """Diff two replaced runs with deepdiff; paths are relative to the runs' starts."""
+        # threshold 0: always report inside a changed element, never the element as a whole
+        tree = DeepDiff(o, n, view="tree", threshold_to_diff_deeper=0)
+        found: list[tuple[tuple[int, ...], Divergence]] = []
+        for report_type, levels in tree.items():
+            if report_type in _DEEPDIFF_SKIPPED:
+                continue
+            kind = _DEEPDIFF_KINDS.get(report_type, "value_changed")
+            in_new = report_type.endswith("_added")
+            for level in levels:
+                path = level.path(output_format="list", use_t2=in_new)
+                entry = _deepdiff_entry(kind, _none_if_absent(level.t1), _none_if_absent(level.t2))
+                if entry is None:
+                    continue
+                order = _appearance(o, n, path)
+                if path:  # relative to the run; the first step is an index into it
+                    path[0] += j1 if in_new else i1
+                found.append((order, Divergence(self.endpoint, _location(loc, path), *entry)))
+        found.sort(key=lambda pair: pair[0])
+        self.out.extend(d for _, d in found)
+
+
+def _deepdiff_entry(kind: str, old: Any, new: Any) -> tuple[str, Any, Any] | None:
+    """(kind, old, new) for one deepdiff report, or None when JSON says they are equal."""
+    if kind in ("value_changed", "type_changed"):
+        if _json_type(old) != _json_type(new):
+            return ("type_changed", _display(old), _display(new))
+        if _leaf_same(old, new):
+            return None  # 1 vs 1.0, NaN vs NaN: deepdiff's notion, not JSON's
+        return ("value_changed", _plain(old), _plain(new))
+    return (kind, _plain(old), _plain(new))
+
+
+def _none_if_absent(value: Any) -> Any:
+    return None if value is notpresent else value
+
+
+def _location(prefix: str, path: list[Any]) -> str:
+    for key in path:
+        prefix = join_location(prefix, key)
+    return prefix
+
+
+def _appearance(old: Any, new: Any, path: list[Any]) -> tuple[int, ...]:
+    """Sort key putting deepdiff's reports in the order their locations appear in the trees:
+    a key's position in the old dict, or after all of old's keys when only new has it."""
+    order: list[int] = []
+    for key in path:
+        if type(key) is int:
+            order.append(key)
+        else:
+            keys_old = list(old) if isinstance(old, dict) else []
+            keys_new = [k for k in new if k not in keys_old] if isinstance(new, dict) else []
+            spot = keys_old.index(key) if key in keys_old else len(keys_old) + keys_new.index(key) \
+                if key in keys_new else len(keys_old) + len(keys_new)
+            order.append(spot)
+        old, new = _step(old, key), _step(new, key)
+    return tuple(order)
+
+
+def _step(value: Any, key: Any) -> Any:
+    try:
+        return value[key]
+    except (LookupError, TypeError):
+        return None
+
+
+# -- equality --------------------------------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: Python's `==`, made strict about booleans versus numbers."""
+    if a is b:
+        return True
+    if a != b:
+        return False
+    t = type(a)
+    if t is dict or t is list:
+        # `==` already said equal; sorted-key JSON bytes tell `true` from `1` at C speed
+        # (and `1` from `1.0`, which the descent then finds equal after all).
+        try:
+            return orjson.dumps(a, option=_SORTED) == orjson.dumps(b, option=_SORTED)
+        except (TypeError, ValueError):
+            return _strict_same(a, b)
+    return (t is bool) == (type(b) is bool)
+
+
+def _strict_same(a: Any, b: Any) -> bool:
+    """The slow twin of `_same`, for values orjson cannot serialize (huge ints, ...)."""
+    if type(a) is dict and type(b) is dict:
+        return a.keys() == b.keys() and all(_strict_same(v, b[k]) for k, v in a.items())
+    if type(a) is list and type(b) is list:
+        return len(a) == len(b) and all(_strict_same(x, y) for x, y in zip(a, b))
+    return _json_type(a) == _json_type(b) and _leaf_same(a, b)
+
+
+def _leaf_same(a: Any, b: Any) -> bool:
+    if a == b:
+        return (type(a) is bool) == (type(b) is bool)
+    return a != a and b != b  # both NaN
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "binary" if _binary(value) is not None else "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+# -- plain values for divergences ------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-serializable, bounded copy of a value, for `Divergence.old` / `.new`."""
+    if value is None or type(value) in (bool, int):
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return _cut(value, MAX_VALUE_CHARS)
+    if isinstance(value, (dict, list)):
+        found = _binary(value)
+        if found is not None:
+            return _binary_label(found)
+        try:
+            data = orjson.dumps(value)
+        except (TypeError, ValueError):
+            data = b""
+        if data and len(data) <= MAX_VALUE_CHARS:
+            return orjson.loads(data)  # a copy: the divergence must not alias the tree
+        return _summary(value)
+    return _cut(repr(value), MAX_VALUE_CHARS)
+
+
+def _plain_or_none(value: Any) -> Any:
+    return None if value is _ABSENT else _plain(value)
+
+
+def _display(value: Any) -> Any:
+    """For type_changed: the value itself for a leaf, the type name for a container."""
+    found = _binary(value)
+    if found is not None:
+        return _binary_label(found)
+    if isinstance(value, (dict, list)):
+        return _json_type(value)
+    return _plain(value)
+
+
+def _summary(value: dict[Any, Any] | list[Any]) -> str:
+    if isinstance(value, dict):
+        return f"object ({len(value)} keys)"
+    return f"array ({len(value)} items)"
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more chars]"
+
+
+def _binary(value: Any) -> tuple[str, Any] | None:
+    """(sha256, length) of a lifted binary body, else None."""
+    if type(value) is dict and len(value) == 1:
+        inner = value.get("$binary")
+        if isinstance(inner, dict):
+            return str(inner.get("sha256", "")), inner.get("length")
+    return None
+
+
+def _binary_label(binary: tuple[str, Any]) -> str:
+    sha, length = binary
+    return f"sha256:{sha[:12]} ({length} bytes)"
+
+
+# -- text --------------------------------------------------------------------------------
+
+
+def _is_text(value: str) -> bool:
+    return len(value) > TEXT_THRESHOLD or "\n" in value
+
+
+def _text_excerpts(old: str, new: str) -> tuple[str, str]:
+    """Excerpts of the first line where two texts differ, with its line number."""
+    old_lines, new_lines = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    index = 0
+    for index, (a, b) in enumerate(zip(old_lines, new_lines)):  # noqa: B007
+        if a != b:
+            break
+    else:
+        index = min(len(old_lines), len(new_lines))
+    o = old_lines[index] if index < len(old_lines) else None
+    n = new_lines[index] if index < len(new_lines) else None
+    return _excerpt(index, o, n), _excerpt(index, n, o)
+
+
+def _excerpt(index: int, line: str | None, other: str | None) -> str:
+    if line is None:
+        return f"line {index + 1}: <end of text>"
+    shown, other_shown = line.rstrip("\r\n"), (other or "").rstrip("\r\n")
+    if shown == other_shown:
+        shown = repr(line)  # only the line endings differ: make them visible
+    elif len(shown) > EXCERPT_CHARS:
+        # A long line (minified HTML): show the neighbourhood of the first differing char.
+        start = max(0, _common_prefix(shown, other_shown) - EXCERPT_CHARS // 4)
+        end = start + EXCERPT_CHARS
+        shown = ("…" if start else "") + shown[start:end] + ("…" if end < len(shown) else "")
+    return f"line {index + 1}: {shown}"
+
+
+def _common_prefix(a: str, b: str) -> int:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def _union_keys(old: dict[Any, Any], new: dict[Any, Any]) -> list[Any]:
+    return list(old) + [k for k in new if k not in old]
+
+
+def _dict_or_absent(value: Any) -> bool:
+    return value is _ABSENT or isinstance(value, dict)

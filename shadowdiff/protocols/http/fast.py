@@ -1,0 +1,230 @@
+"""The fast HTTP/1.1 sender: bare asyncio protocols, llhttp (httptools) and a keep-alive pool.
+
+Why not aiohttp here: on this 2-core machine aiohttp alone reached ~7,800 requests/s against
+a local nginx, which caps a replay at ~3,900 pairs/s before any diffing; h11 spends ~50 µs
+a request/response cycle in pure Python. httptools binds llhttp, the C parser of Node.js
+(uvicorn's default), and parses a response in a few microseconds. The request head is
+written here: one line and the captured headers, refused if a name or value could smuggle
+a line break. The aiohttp sender stays available (`[replay] client = "aiohttp"`); both
+honour the same `Sender` contract and pass the same fault tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+from shadowdiff.model import Failure, Outcome, Request, Response
+from shadowdiff.protocols.http.plugin import HOP_BY_HOP
+
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # CR, LF and other controls (tab is legal)
+_UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class _Fault(Exception):
+    """A classified failure raised inside the protocol, turned into a Failure by send()."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request in flight at a time (no pipelining)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Response] | None = None
+        self.closed = False
+        self._reset_message(head_only=False)
+
+    def _reset_message(self, *, head_only: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_only = head_only          # a HEAD response ends with its headers
+        self.headers: list[tuple[str, str]] = []
+        self.reason = ""
+        self.body = bytearray()
+        self.headers_done = False
+        self.keep_alive = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():
+            self._fail("invalid", "data arrived while no request was outstanding")
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("invalid", "the server switched protocols (upgrade)")
+        except httptools.HttpParserError as exc:
+            self._fail("invalid", f"malformed response: {exc}")
+
+    def eof_received(self) -> bool | None:
+        # A response without Content-Length or chunking ends when the server closes.
+        if self.headers_done and self._framed_by_close():
+            self._complete()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            detail = f"connection lost: {exc}" if exc else "connection closed before a complete response"
+            self.waiter.set_exception(_Fault("reset", detail))
+
+    # -- llhttp callbacks ------------------------------------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        if self.head_only and self.parser.get_status_code() >= 200:
+            self._complete()
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body += chunk
+        if len(self.body) > self.cap:
+            self._fail("too_large", f"body exceeds cap {self.cap} bytes")
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue and friends: the final response follows
+            self.headers, self.reason, self.headers_done = [], "", False
+            return
+        self._complete()
+
+    # -- request cycle ---------------------------------------------------------------
+    def start(self, head: bytes, body: bytes, *, head_only: bool) -> asyncio.Future[Response]:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self._reset_message(head_only=head_only)
+        assert self.transport is not None
+        self.transport.write(head + body if body else head)
+        return self.waiter
+
+    def _framed_by_close(self) -> bool:
+        names = {k.lower() for k, _ in self.headers}
+        return "content-length" not in names and "transfer-encoding" not in names
+
+    def _complete(self) -> None:
+        # llhttp answers should_keep_alive() reliably only inside its callbacks: ask now.
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(Response(self.parser.get_status_code(), tuple(self.headers),
+                                            bytes(self.body), reason=self.reason))
+
+    def _fail(self, kind: str, detail: str) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(_Fault(kind, detail))
+        self.close()
+
+    def reusable(self) -> bool:
+        """Whether the next request may go on this connection."""
+        return not self.closed and self.keep_alive
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class FastSender:
+    """Sends requests to one target over a bounded pool of keep-alive connections."""
+
+    def __init__(self, target: str, options: Any) -> None:
+        parts = urlsplit(target)
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.netloc = parts.netloc
+        self.prefix = parts.path.rstrip("/")
+        self.options = options
+        self._idle: deque[_Connection] = deque()
+        self._slots = asyncio.Semaphore(options.concurrency)
+        self._ssl = ssl.create_default_context() if self.tls else None
+
+    def _headers(self, request: Request) -> list[tuple[str, str]]:
+        headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
+        mode = self.options.host_header
+        if mode != "original" or not any(k.lower() == "host" for k, _ in headers):
+            host = mode if mode not in ("original", "target") else self.netloc
+            headers = [("Host", host)] + [(k, v) for k, v in headers if k.lower() != "host"]
+        overrides = {name.lower() for name, _ in self.options.headers}
+        headers = [(k, v) for k, v in headers if k.lower() not in overrides]
+        headers.extend(self.options.headers)
+        if request.body:
+            headers.append(("Content-Length", str(len(request.body))))
+        return headers
+
+    def _encode(self, request: Request) -> bytes:
+        target = self.prefix + (request.target if request.target.startswith("/") else "/")
+        headers = self._headers(request)
+        if (not _TOKEN.fullmatch(request.method) or _UNSAFE_TARGET.search(target)
+                or any(_UNSAFE.search(k) or _UNSAFE.search(v) for k, v in headers)):
+            raise _Fault("error", "request not sent: its method, target or a header holds a line "
+                                  "break or control character (damaged capture, or a smuggling attempt)")
+        head = "\r\n".join([f"{request.method} {target} HTTP/1.1",
+                             *(f"{k}: {v}" for k, v in headers)])
+        return (head + "\r\n\r\n").encode("latin-1", "strict")
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(lambda: _Connection(self.options.max_body_bytes),
+                                                   self.host, self.port, ssl=self._ssl)
+        except ConnectionRefusedError as exc:
+            raise _Fault("refused", f"connection refused: {exc}") from exc
+        except OSError as exc:
+            raise _Fault("error", f"cannot connect: {exc}") from exc
+        return conn
+
+    async def _exchange(self, request: Request) -> Response:
+        try:
+            head = self._encode(request)
+        except UnicodeEncodeError as exc:
+            raise _Fault("error", f"request not sent: header is not latin-1: {exc}") from exc
+        conn = self._idle.popleft() if self._idle else await self._connect()
+        try:
+            resp = await conn.start(head, request.body, head_only=request.method == "HEAD")
+        except BaseException:
+            conn.close()  # timed out, cancelled or broken: never hand this one out again
+            raise
+        if conn.reusable():
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return resp
+
+    async def send(self, request: Request) -> Outcome:
+        """One request, one outcome."""
+        start = time.perf_counter()
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self.options.timeout_s):
+                    resp = await self._exchange(request)
+            except TimeoutError:
+                return Failure("timeout", f"no complete response in {self.options.timeout_s} s",
+                               time.perf_counter() - start)
+            except _Fault as fault:
+                return Failure(fault.kind, str(fault), time.perf_counter() - start)
+            except OSError as exc:
+                return Failure("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter() - start)
+        return Response(resp.status, resp.headers, resp.body, time.perf_counter() - start, resp.reason)
+
+    async def close(self) -> None:
+        """Close every idle connection."""
+        while self._idle:
+            self._idle.popleft().close()

@@ -1,0 +1,204 @@
+"""The streaming tally: counts per endpoint and per signature, one example each.
+
+Memory grows with the number of endpoints and signatures, never with the number of
+exchanges: per-exchange results go to disk as they come (results.jsonl.gz).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from shadowdiff.config import ReportConfig
+from shadowdiff.compare.judge import Verdict
+from shadowdiff.model import Exchange, Failure, Outcome, Response, Signature, Trial
+from shadowdiff.compare.noise import SAMPLES, NoiseBook
+
+REDACTED = "[redacted]"
+_SECRET_QUERY = re.compile(
+    r"([?&](?:[\w.-]*(?:token|secret|password|passwd|api[_-]?key|apikey|signature|sig|auth)"
+    r"[\w.-]*)=)[^&#]*", re.I)
+LATENCY_SAMPLES = 2000  # per endpoint and role: enough for a p99, bounded in memory
+
+
+@dataclass
+class EndpointStats:
+    """Counts for one endpoint, weighted by each exchange's `count`."""
+
+    captured: int = 0
+    replayed: int = 0
+    identical: int = 0
+    diverged: int = 0
+    failed: int = 0
+    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    seen: int = 0  # samples offered, for reservoir sampling
+
+
+@dataclass
+class SignatureStats:
+    """How many exchanges showed a signature, and the first one that did."""
+
+    affected: int = 0
+    example: dict[str, Any] | None = None
+    samples: list[list[Any]] = field(default_factory=list)  # old/new value pairs
+
+
+class Tally:
+    """Folds verdicts into figures; feeds the ranking and the reports."""
+
+    def __init__(self, report: ReportConfig, seed: int = 0) -> None:
+        self.report = report
+        self.endpoints: dict[str, EndpointStats] = defaultdict(EndpointStats)
+        self.signatures: dict[Any, SignatureStats] = defaultdict(SignatureStats)
+        self.skipped: Counter[str] = Counter()
+        self.failures: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.examples: dict[str, dict[str, Any]] = {}
+        self.noise_suppressed = 0  # exchanges whose only differences were noise
+        self.noise = NoiseBook()
+        # (endpoint, signatures shown) -> weight of diverged exchanges: lets `settle` move
+        # exchanges whose every signature turned out to be noise, without keeping exchanges.
+        self.diverged_sets: Counter[tuple[str, frozenset[Signature]]] = Counter()
+        self._diverged_streamed: Counter[str] = Counter()
+        self._settled = 0
+        self._rng = random.Random(seed)
+
+    def add_skip(self, endpoint: str, exchange: Exchange, reason: str) -> None:
+        self.endpoints[endpoint].captured += exchange.count
+        self.skipped[reason] += exchange.count
+
+    def add(self, trial: Trial, verdict: Verdict, lifted: Any = None) -> None:
+        """Count one judged trial. `lifted` builds display trees, only when needed."""
+        weight = trial.exchange.count
+        stats = self.endpoints[verdict.endpoint]
+        stats.captured += weight
+        stats.replayed += weight
+        setattr(stats, verdict.state, getattr(stats, verdict.state) + weight)
+        self._sample_latency(stats, trial.outcomes)
+        for role, outcome in trial.outcomes.items():
+            if isinstance(outcome, Failure):
+                self._add_failure(role, outcome, verdict.endpoint, trial.exchange, weight)
+        if verdict.suppressed and verdict.state == "identical":
+            self.noise_suppressed += weight
+        self.noise.add(trial.exchange.id, verdict, weight, self._values)
+        seen: set[Signature] = set()
+        for div in verdict.divergences:
+            sig = div.signature
+            if sig in seen:  # a signature counts once per exchange, however many indices
+                continue
+            seen.add(sig)
+            entry = self.signatures[sig]
+            entry.affected += weight
+            if len(entry.samples) < SAMPLES:
+                entry.samples.append(list(self._values(div)))
+            if entry.example is None:
+                old, new = self._values(div)
+                entry.example = {"exchange_id": trial.exchange.id, "location": div.location,
+                                 "old": old, "new": new}
+                self.examples[sig.key] = self._example(trial, verdict, lifted)
+        if verdict.state == "diverged":
+            self.diverged_sets[(verdict.endpoint, frozenset(seen))] += weight
+            self._diverged_streamed[verdict.endpoint] += weight
+
+    def settle(self, noise: set[Signature]) -> None:
+        """Count exchanges whose every signature is in `noise` as identical (noise-suppressed).
+
+        Called once significance is known, at the end of a run; calling it again with the
+        same set changes nothing.
+        """
+        moved: Counter[str] = Counter()
+        for (endpoint, sigs), weight in self.diverged_sets.items():
+            if sigs <= noise:
+                moved[endpoint] += weight
+        for endpoint, streamed in self._diverged_streamed.items():
+            stats = self.endpoints[endpoint]
+            stats.identical += stats.diverged - (streamed - moved[endpoint])
+            stats.diverged = streamed - moved[endpoint]
+        total = sum(moved.values())
+        self.noise_suppressed += total - self._settled
+        self._settled = total
+
+    def _sample_latency(self, stats: EndpointStats, outcomes: dict[str, Outcome]) -> None:
+        stats.seen += 1
+        slot = stats.seen - 1 if stats.seen <= LATENCY_SAMPLES else self._rng.randrange(stats.seen)
+        if slot >= LATENCY_SAMPLES:
+            return
+        for role, outcome in outcomes.items():
+            samples = stats.latency[role]
+            value = outcome.elapsed_s * 1000.0
+            if slot < len(samples):
+                samples[slot] = value
+            else:
+                samples.append(value)
+
+    def _add_failure(self, role: str, failure: Failure, endpoint: str, ex: Exchange,
+                     weight: int) -> None:
+        key = (role, failure.kind, endpoint)
+        entry = self.failures.setdefault(key, {"role": role, "kind": failure.kind, "count": 0,
+                                               "endpoint": endpoint, "example_exchange_id": ex.id,
+                                               "detail": failure.detail[:300]})
+        entry["count"] += weight
+
+    # -- examples -------------------------------------------------------------------------
+
+    def redact(self, headers: tuple[tuple[str, str], ...]) -> list[list[str]]:
+        """Header pairs with secrets replaced, unless the user asked to see them."""
+        if self.report.show_secrets:
+            return [[k, v] for k, v in headers]
+        secret = self.report.secret_headers
+        return [[k, REDACTED if k.lower() in secret else v] for k, v in headers]
+
+    def redact_target(self, target: str) -> str:
+        """The request target with secret-looking query values replaced."""
+        if self.report.show_secrets or "?" not in target:
+            return target
+        return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, target)
+
+    def _values(self, div: Any) -> tuple[Any, Any]:
+        """A divergence's values, hidden when they sit in a secret header."""
+        if not self.report.show_secrets and div.location.startswith("header."):
+            if div.location[7:] in self.report.secret_headers:
+                return (REDACTED if div.old is not None else None,
+                        REDACTED if div.new is not None else None)
+        return div.old, div.new
+
+    def _example(self, trial: Trial, verdict: Verdict, lifted: Any) -> dict[str, Any]:
+        req = trial.exchange.request
+        trees = lifted(trial) if lifted else (None, None)
+        return {
+            "exchange_id": trial.exchange.id,
+            "request": {"method": req.method, "target": self.redact_target(req.target),
+                        "headers": self.redact(req.headers),
+                        "body": self._clip(req.body.decode("utf-8", "replace"))},
+            "old": self._side(trial.outcomes["old"], trees[0]),
+            "new": self._side(trial.outcomes["new"], trees[1]),
+            "divergences": [dict(zip(("location", "kind", "old", "new"),
+                                     (d.location, d.kind, *self._values(d))))
+                            for d in verdict.divergences[:50]],
+        }
+
+    def _side(self, outcome: Outcome, tree: dict[str, Any] | None) -> dict[str, Any]:
+        if isinstance(outcome, Failure):
+            return {"failure": {"kind": outcome.kind, "detail": outcome.detail[:500]}}
+        assert isinstance(outcome, Response)
+        return {"status": outcome.status, "headers": self.redact(outcome.headers),
+                "body": self._clip(display_body(tree["body"] if tree else "")),
+                "elapsed_ms": round(outcome.elapsed_s * 1000.0, 2)}
+
+    def _clip(self, text: str) -> str:
+        limit = self.report.max_body_chars
+        return text if len(text) <= limit else text[:limit] + f"\n… [{len(text) - limit} more characters]"
+
+
+def display_body(body: Any) -> str:
+    """A lifted body as people read it: pretty JSON, text as is, binary as a digest."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, dict) and "$binary" in body:
+        info = body["$binary"]
+        return f"<binary body: {info['length']} bytes, sha256 {info['sha256']}>"
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
