@@ -26,7 +26,7 @@ from shadowdiff.capture.jsonl import write_capture
 from shadowdiff.capture.pcap.smtp import Conversation, session_exchanges
 from shadowdiff.demo.mail import LOCAL_DOMAINS, SIZE_LIMIT, UNKNOWN_USERS
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp.plugin import Reply, verb_of
+from shadowdiff.protocols.smtp.session import Reply, verb_of
 
 SEED = 20261125
 #: 2026-11-25T00:00:00Z: the day both files cover.

@@ -22,7 +22,7 @@ from servers import background_loop, tcp_peer
 
 from shadowdiff.capture.pcap.smtp import Conversation, session_exchanges
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp.plugin import parse_replies, verb_of
+from shadowdiff.protocols.smtp.session import parse_replies, verb_of
 
 _ids = itertools.count(1)
 

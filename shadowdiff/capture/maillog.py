@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp.plugin import Script, step_request
+from shadowdiff.protocols.smtp.session import Script, step_request
 from shadowdiff.protocols.smtp.maillog import (
     _EXIM,
     _EXIM_EVENT,

@@ -19,7 +19,7 @@ from shadowdiff.config import load_config
 from shadowdiff.nightly.config import history_path
 from shadowdiff.errors import ShadowdiffError
 from shadowdiff.nightly.history import History, RunRow
-from shadowdiff.report.markdown import format_pct
+from shadowdiff.report.text import format_pct
 
 _STORE_OPTIONS = [
     click.option("--history", "history_opt", type=click.Path(dir_okay=False), metavar="PATH",

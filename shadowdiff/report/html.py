@@ -28,7 +28,8 @@ from markupsafe import Markup
 
 from shadowdiff.errors import ReportError
 from shadowdiff.model import DIVERGENCE_KINDS, USAGE_SOURCES, signature_location
-from shadowdiff.report.markdown import example_sides, format_pct, noise_intro, suppressed_by
+from shadowdiff.report.markdown import example_sides, noise_intro, suppressed_by
+from shadowdiff.report.text import format_pct
 from shadowdiff.report.nightly_html import nightly_view
 
 _TEMPLATES = Path(__file__).parent / "templates"

@@ -11,21 +11,17 @@ with table pipes escaped, so captured text can neither break a table nor inject 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES, USAGE_SOURCES
+from shadowdiff.report.text import format_pct, md_code, md_text, truncate
 
 #: Kinds whose `new` side does not exist: the example shows "(absent)" instead of null.
 _NEW_ABSENT = frozenset({"field_missing", "header_missing"})
 _OLD_ABSENT = frozenset({"field_added", "header_added"})
 
 _VOCABULARY = frozenset((*DIVERGENCE_KINDS, *FAILURE_KINDS, *ROLES, "measurement", "replica", "rule"))
-_TEXT_SPECIALS = re.compile(r"([\\`*_\[\]<>|~&#!])")
-_NEWLINES = re.compile(r"\r\n|\r|\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_BACKTICKS = re.compile(r"`+")
 
 
 def render_markdown(
@@ -36,7 +32,7 @@ def render_markdown(
     >>> render_markdown(summary).splitlines()[0]   # doctest: +SKIP
     '# shadowdiff: 3 significant divergences'
     """
-    from shadowdiff.report import nightly_md  # imports this module's formatters
+    from shadowdiff.report import nightly_md
 
     sections = [
         f"# shadowdiff: {md_text(summary['verdict'])}",
@@ -62,21 +58,6 @@ def render_markdown(
 # --- shared formatters ---------------------------------------------------------------
 
 
-def format_pct(share: float, digits: int = 1) -> str:
-    """A 0..1 share as a percentage; tiny non-zero shares say so instead of rounding to 0.
-
-    >>> format_pct(0.1234), format_pct(0.00001), format_pct(0)
-    ('12.3%', '<0.1%', '0%')
-    """
-    pct = share * 100
-    if pct == 0:
-        return "0%"
-    floor = 10.0**-digits
-    if pct < floor:
-        return f"<{floor:.{digits}f}%"
-    return f"{pct:.{digits}f}%"
-
-
 def format_value(value: Any, limit: int = 60) -> str:
     """A JSON value on one line, truncated to `limit` characters with an ellipsis.
 
@@ -85,11 +66,6 @@ def format_value(value: Any, limit: int = 60) -> str:
     """
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     return truncate(text, limit)
-
-
-def truncate(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, the last being an ellipsis when cut."""
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
 def example_sides(kind: str, example: Mapping[str, Any], limit: int = 60) -> tuple[str | None, str | None]:
@@ -119,25 +95,6 @@ def differing_window(old: Any, new: Any, context: int = 12) -> tuple[Any, Any]:
 
 
 # --- escaping ------------------------------------------------------------------------
-
-
-def md_text(text: str) -> str:
-    """Plain text made inert: Markdown/HTML punctuation backslash-escaped, one line."""
-    one_line = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", _NEWLINES.sub(" ", str(text)))
-    return _TEXT_SPECIALS.sub(r"\\\1", one_line)
-
-
-def md_code(text: str, limit: int = 80) -> str:
-    """`text` as an inline code span safe inside a table cell (newlines shown as ⏎)."""
-    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", _NEWLINES.sub("⏎", str(text)))
-    text = truncate(text, limit)
-    if not text:
-        return "*(empty)*"
-    # A fence one backtick longer than any run inside; pad when the content touches it.
-    fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
-    pad = " " if text[0] in "` " or text[-1] in "` " else ""
-    # GFM splits table cells before parsing code spans, so pipes need `\|` even here.
-    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
 def _word(text: str) -> str:

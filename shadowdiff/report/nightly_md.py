@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shadowdiff.report.markdown import format_pct, md_code, md_text
+from shadowdiff.report.text import format_pct, md_code, md_text
 
 MAX_ROWS = 15
 

@@ -18,7 +18,9 @@ from shadowdiff.cli.main import main
 from shadowdiff.config import Config, ReplayConfig, Targets
 from shadowdiff.model import Exchange
 from shadowdiff.pipeline.orchestrate import run
-from shadowdiff.protocols.smtp.plugin import PROTOCOL, SAFE_COMMANDS, script_of
+from shadowdiff.protocols.smtp.plugin import PROTOCOL
+from shadowdiff.protocols.smtp.session import SAFE_COMMANDS
+from shadowdiff.protocols.smtp.session import script_of
 from shadowdiff.protocols.smtp.maillog import read_mail_usage
 
 DATA = DATA

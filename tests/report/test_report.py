@@ -32,7 +32,7 @@ from shadowdiff.report import (
 )
 from shadowdiff.report.html import _csp_hash, parse_location
 from shadowdiff.report.json import SUMMARY_SPEC, _Optional
-from shadowdiff.report.markdown import md_code, md_text
+from shadowdiff.report.text import md_code, md_text
 
 GOLDEN = GOLDEN
 XSS_BODY = "<script>alert(1)</script>"

@@ -1,6 +1,6 @@
 """Which capture modules run compiled, and whether their build is older than their source.
 
-setup.py compiles the pcap importer's hot path (packet, tcp, http1, order, reader) with
+setup.py compiles the pcap importer's hot path (frames, packet, tcp, http1, order, reader) with
 mypyc when it can; the C extension then imports in place of the `.py` beside it. An
 editable install builds those extensions in the source tree, so a source edited (or
 checked out) after the build would be silently shadowed by the old extension: importing
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 
 #: The modules setup.py compiles (the pcap importer's per-packet and per-message path).
-HOT_PATH: tuple[str, ...] = ("packet", "tcp", "http1", "order", "reader")
+HOT_PATH: tuple[str, ...] = ("frames", "packet", "tcp", "http1", "order", "reader")
 
 _HERE = Path(__file__).parent
 

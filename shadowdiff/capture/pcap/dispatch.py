@@ -31,7 +31,7 @@ from shadowdiff.capture.pcap.http1 import HttpSession
 from shadowdiff.capture.pcap.order import Orderer
 from shadowdiff.capture.pcap.smtp import SmtpImporter, SmtpSession
 from shadowdiff.capture.pcap.tcp import Counters, Session, TcpConnection
-from shadowdiff.protocols.smtp.plugin import DEFAULT_PORTS
+from shadowdiff.protocols.smtp.session import DEFAULT_PORTS
 
 #: Server ports whose connections are SMTP without looking at the content.
 SMTP_PORTS = frozenset(DEFAULT_PORTS)

@@ -12,6 +12,7 @@ holds the others back; past `max_held` finished exchanges they are released anyw
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from shadowdiff.capture.pcap.tcp import Counters
 from shadowdiff.model import Exchange, Request, Response
@@ -181,3 +182,11 @@ class Orderer:
             marks.append("no_response")
             c.no_response += 1
         return recorded, tuple(marks)
+
+
+def drain(ready: list[Exchange]) -> Iterator[Exchange]:
+    """Everything in `ready`, emptying it first (the consumer may add to it meanwhile)."""
+    while ready:
+        batch = ready[:]
+        ready.clear()
+        yield from batch

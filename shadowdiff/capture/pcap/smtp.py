@@ -24,10 +24,11 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowdiff.capture.pcap.reader import drain, segments
+from shadowdiff.capture.pcap.frames import segments
+from shadowdiff.capture.pcap.order import drain
 from shadowdiff.capture.pcap.tcp import Counters, TcpTable
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp.plugin import (
+from shadowdiff.protocols.smtp.session import (
     DEFAULT_PORTS,
     Reply,
     Script,

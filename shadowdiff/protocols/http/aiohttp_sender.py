@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from shadowdiff.model import Failure, Outcome, Request, Response
-from shadowdiff.protocols.http.plugin import HOP_BY_HOP
+from shadowdiff.protocols.http.message import HOP_BY_HOP
 
 # Don't let aiohttp invent headers the client never sent: the servers may vary on them.
 _SKIP_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from shadowdiff.model import Failure, Outcome, Request, Response
-from shadowdiff.protocols.http.plugin import HOP_BY_HOP
+from shadowdiff.protocols.http.message import HOP_BY_HOP
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # CR, LF and other controls (tab is legal)
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from shadowdiff.protocols.smtp.config import SmtpConfig
 from shadowdiff.model import Failure, Outcome, Request
-from shadowdiff.protocols.smtp.plugin import (
-    SAFE_COMMANDS,
+from shadowdiff.protocols.smtp.session import SAFE_COMMANDS
+from shadowdiff.protocols.smtp.session import (
     Reply,
     Script,
     capabilities,

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from shadowdiff.capture.jsonl import open_maybe_gzip
-from shadowdiff.protocols.smtp.plugin import endpoint_for
+from shadowdiff.protocols.smtp.session import endpoint_for
 from shadowdiff.rank.impact import Usage
 
 _POSTFIX = re.compile(r"\bpostfix(?:-[\w.-]+)?/([\w/-]+)\[\d+\]: (.*)$")

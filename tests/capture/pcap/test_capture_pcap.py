@@ -40,7 +40,8 @@ from scapy.utils import wrpcap
 
 from shadowdiff.capture import read_exchanges
 from shadowdiff.capture.jsonl import read_capture, read_header
-from shadowdiff.capture.pcap.reader import import_pcap, read_pcap, sniff
+from shadowdiff.capture.pcap.frames import sniff
+from shadowdiff.capture.pcap.reader import import_pcap, read_pcap
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange
 

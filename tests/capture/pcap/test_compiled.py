@@ -101,5 +101,5 @@ def test_a_source_newer_than_its_build_is_reported(tmp_path: Path) -> None:
     os.utime(shim, (now - 30, now - 30))  # a rebuild rewrites the shared library only
     os.utime(source, (now - 20, now - 20))
     assert compiled.stale_builds(tmp_path) == []
-    assert compiled.compiled(tmp_path) == {"packet": False, "tcp": True, "http1": False,
+    assert compiled.compiled(tmp_path) == {"frames": False, "packet": False, "tcp": True, "http1": False,
                                            "order": False, "reader": False}

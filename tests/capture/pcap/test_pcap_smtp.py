@@ -11,7 +11,7 @@ from pcapflow import REQ1, RESP1, Flow, read_all, write
 from smtp_servers import MailHandler, serve_smtp
 
 from shadowdiff.capture.jsonl import read_capture
-from shadowdiff.capture.pcap.reader import segments
+from shadowdiff.capture.pcap.frames import segments
 from shadowdiff.capture.pcap.tcp import Counters
 from shadowdiff.cli.main import main
 

@@ -11,7 +11,8 @@ from pcapflow import Flow, write
 from shadowdiff.capture.jsonl import read_capture
 from shadowdiff.capture.pcap.smtp import import_smtp_pcap, read_smtp_pcap
 from shadowdiff.model import Exchange
-from shadowdiff.protocols.smtp.plugin import PROTOCOL, script_of
+from shadowdiff.protocols.smtp.plugin import PROTOCOL
+from shadowdiff.protocols.smtp.session import script_of
 
 BANNER = b"220 mx.test ESMTP Postfix\r\n"
 EHLO_REPLY = b"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"

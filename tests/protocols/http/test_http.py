@@ -10,7 +10,9 @@ import pytest
 
 from factories import make_request, make_response
 from shadowdiff.protocols.base import get_protocol, protocol_for_url
-from shadowdiff.protocols.http.plugin import PROTOCOL, decode_content, header_dict
+from shadowdiff.protocols.http.message import decode_content
+from shadowdiff.protocols.http.message import header_dict
+from shadowdiff.protocols.http.plugin import PROTOCOL
 from shadowdiff.errors import PluginError
 
 JSON = (("Content-Type", "application/json"),)

@@ -10,7 +10,8 @@ import pytest
 
 from shadowdiff.cli.console import load_usage
 from shadowdiff.errors import ConfigError
-from shadowdiff.protocols.smtp.plugin import PROTOCOL, Script, step_request
+from shadowdiff.protocols.smtp.plugin import PROTOCOL
+from shadowdiff.protocols.smtp.session import Script, step_request
 from shadowdiff.protocols.smtp.maillog import is_mail_log, read_mail_usage, sniff_maillog
 
 POSTFIX = """\

@@ -18,16 +18,9 @@ from shadowdiff.compare.judge import judge
 from shadowdiff.model import Exchange, Failure, Response, Trial
 from shadowdiff.pipeline.orchestrate import run
 from shadowdiff.protocols.base import get_protocol, protocol_for_url
-from shadowdiff.protocols.smtp.plugin import (
-    PROTOCOL,
-    SAFE_COMMANDS,
-    Script,
-    endpoint_for,
-    lift_reply,
-    script_of,
-    split_messages,
-    step_request,
-)
+from shadowdiff.protocols.smtp.plugin import PROTOCOL
+from shadowdiff.protocols.smtp.session import SAFE_COMMANDS, endpoint_for, lift_reply
+from shadowdiff.protocols.smtp.session import Script, script_of, split_messages, step_request
 from shadowdiff.replay.runner import ReplayPolicy, replay, select
 
 SESSION = ["EHLO client.test", "MAIL FROM:<alice@sender.test> SIZE=120",
