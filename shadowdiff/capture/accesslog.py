@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 
 from shadowdiff.capture.jsonl import READ_ERRORS, open_maybe_gzip, truncated
-from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange, Request
 
 REPLAYABLE = frozenset({"GET", "HEAD"})

@@ -18,7 +18,8 @@ from rich.console import Console
 
 import shadowdiff
 import shadowdiff.demo
-from shadowdiff.config import Targets, load_config
+from shadowdiff.config import load_config
+from shadowdiff.replay.options import Targets
 from shadowdiff.nightly.config import HistoryConfig
 from shadowdiff.errors import ShadowdiffError
 
@@ -101,7 +102,8 @@ def run_smtp_demo(out: Path, *, quiet: bool = False) -> int:
 
 def replay_smtp_demo(out: Path, old: str, new: str, *, quiet: bool = False) -> int:
     """The SMTP demo's run against given MTAs, with the defaults a user gets (no DATA sent)."""
-    from shadowdiff.config import Config, ReplayConfig
+    from shadowdiff.config import Config
+    from shadowdiff.replay.options import ReplayConfig
     from shadowdiff.cli.console import execute
 
     capture, log = demo_files("demo-smtp.jsonl", "demo-maillog.log")

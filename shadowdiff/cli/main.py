@@ -19,8 +19,9 @@ from shadowdiff.cli import history as cli_history
 from shadowdiff.cli import live as cli_live
 from shadowdiff.cli import rules as cli_rules
 from shadowdiff.cli.nightly import apply_nightly_flags, nightly_options
-from shadowdiff.config import (Config, Targets, check_replay, check_targets, check_window,
-                               load_config)
+from shadowdiff.config import Config, load_config
+from shadowdiff.config.sections import check_replay, check_targets, check_window
+from shadowdiff.replay.options import Targets
 from shadowdiff.errors import EXIT_INPUT, ShadowdiffError
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shadowdiff.config import Config
+from shadowdiff.compare.rulebook import RuleSource
 from shadowdiff.compare.diff import compare
 from shadowdiff.model import Divergence, Failure, Outcome, Request, Response, Trial
 from shadowdiff.compare.noise import mask_noise
@@ -40,7 +40,7 @@ def _outcome_label(outcome: Outcome) -> str:
     return outcome.kind if isinstance(outcome, Failure) else f"status {outcome.status}"
 
 
-def judge(trial: Trial, protocol: Protocol, config: Config, *,
+def judge(trial: Trial, protocol: Protocol, config: RuleSource, *,
           audit: bool | Callable[[str], bool] = False,
           endpoint_of: Callable[[Request], str] | None = None) -> Verdict:
     """Compare the `old` and `new` outcomes of one trial.
@@ -111,7 +111,7 @@ class _Pair:
 
 
 def compare_responses(old: Response, new: Response, endpoint: str, protocol: Protocol,
-                      config: Config) -> list[Divergence]:
+                      config: RuleSource) -> list[Divergence]:
     """Divergences between two responses after normalization."""
     return _Pair(protocol, config.rules_for(endpoint), endpoint, old).diff(new)[0]
 

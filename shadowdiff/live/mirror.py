@@ -29,7 +29,7 @@ from typing import Any
 from shadowdiff.capture.mitm import flow_headers, flow_text
 from shadowdiff.errors import PluginError, ShadowdiffError
 from shadowdiff.live.queue import Mirror, MirrorSettings
-from shadowdiff.model import Failure, Headers, Outcome, Request, Response
+from shadowdiff.model import Failure, Outcome, Request, Response
 
 ReadyFn = Callable[[str, int], None]
 

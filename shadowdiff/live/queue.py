@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowdiff.capture.jsonl import CaptureWriter
-from shadowdiff.config import SAFE_METHODS, ReplayConfig
+from shadowdiff.replay.options import SAFE_METHODS, ReplayConfig
 from shadowdiff.model import Exchange, Failure, Outcome, Request
 from shadowdiff.protocols.base import Sender
 

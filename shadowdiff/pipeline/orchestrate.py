@@ -20,7 +20,8 @@ import orjson
 
 from shadowdiff import __version__
 from shadowdiff.capture import read_exchanges
-from shadowdiff.config import SAFE_METHODS, Config
+from shadowdiff.config import Config
+from shadowdiff.replay.options import SAFE_METHODS
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.compare.judge import judge, lifted_pair
 from shadowdiff.model import Exchange, Failure, Request, Trial

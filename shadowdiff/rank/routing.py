@@ -15,14 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shadowdiff.protocols.http.endpoints import Route, RouteTable, Templater, load_openapi
 from shadowdiff.errors import ConfigError
 from shadowdiff.model import Request
+from shadowdiff.protocols.smtp.maillog import MailUsage, is_mail_log, read_mail_usage
+from shadowdiff.rank.impact import Usage
 
-if TYPE_CHECKING:
-    from shadowdiff.rank.impact import Usage
 
 ROUTES_KEYS = {"paths", "openapi", "openapi_base_path", "id_after", "learn_ids",
                "learn_threshold"}
@@ -99,7 +99,6 @@ def usage_from_logs(paths: Sequence[str], templater: Templater, cfg: RoutesConfi
     """
     if not paths:
         return None, templater
-    from shadowdiff.rank.impact import Usage  # rank -> tally -> config -> routing: import late
     from shadowdiff.rank.usage import read_usage
 
     mail = mail_usage(paths)
@@ -176,7 +175,6 @@ def mail_usage(paths: Sequence[str]) -> Usage | None:
     learned ids (HTTP paths) do not apply. Mixed with access logs they are an error:
     one run ranks one protocol's endpoints.
     """
-    from shadowdiff.protocols.smtp.maillog import is_mail_log, read_mail_usage
     from shadowdiff.rank.usage.sources import expand_paths
 
     files = expand_paths(list(paths))
@@ -187,7 +185,12 @@ def mail_usage(paths: Sequence[str]) -> Usage | None:
         other = next(f for f in files if f not in mail)
         raise ConfigError(f"--usage mixes mail logs ({mail[0]}) and other logs ({other}): "
                           "give the logs of the protocol being replayed")
-    return read_mail_usage(mail).usage()
+    return usage_of_mail(read_mail_usage(mail))
+
+
+def usage_of_mail(mail: MailUsage) -> Usage:
+    """Mail-log counts as the ranking takes them: source `mail_log`, the only mail-specific bit."""
+    return Usage(dict(mail.counts), "mail_log", tuple(mail.files), 0, note=mail.note())
 
 
 def endpoint_function(protocol_name: str, templater: Templater | None,

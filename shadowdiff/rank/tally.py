@@ -7,22 +7,17 @@ exchanges: per-exchange results go to disk as they come (results.jsonl.gz).
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from shadowdiff.config import ReportConfig
 from shadowdiff.compare.judge import Verdict
+from shadowdiff.redact import ReportConfig, redact_headers, redact_target, redact_values
 from shadowdiff.model import Exchange, Failure, Outcome, Response, Signature, Trial
 from shadowdiff.compare.noise import SAMPLES, NoiseBook
 
-REDACTED = "[redacted]"
-_SECRET_QUERY = re.compile(
-    r"([?&](?:[\w.-]*(?:token|secret|password|passwd|api[_-]?key|apikey|signature|sig|auth)"
-    r"[\w.-]*)=)[^&#]*", re.I)
 LATENCY_SAMPLES = 2000  # per endpoint and role: enough for a p99, bounded in memory
 
 
@@ -147,31 +142,17 @@ class Tally:
 
     def redact(self, headers: tuple[tuple[str, str], ...]) -> list[list[str]]:
         """Header pairs with secrets replaced, unless the user asked to see them."""
-        if self.report.show_secrets:
-            return [[k, v] for k, v in headers]
-        secret = self.report.secret_headers
-        return [[k, REDACTED if k.lower() in secret else v] for k, v in headers]
-
-    def redact_target(self, target: str) -> str:
-        """The request target with secret-looking query values replaced."""
-        if self.report.show_secrets or "?" not in target:
-            return target
-        return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, target)
+        return redact_headers(headers, self.report)
 
     def _values(self, div: Any) -> tuple[Any, Any]:
-        """A divergence's values, hidden when they sit in a secret header."""
-        if not self.report.show_secrets and div.location.startswith("header."):
-            if div.location[7:] in self.report.secret_headers:
-                return (REDACTED if div.old is not None else None,
-                        REDACTED if div.new is not None else None)
-        return div.old, div.new
+        return redact_values(div.location, div.old, div.new, self.report)
 
     def _example(self, trial: Trial, verdict: Verdict, lifted: Any) -> dict[str, Any]:
         req = trial.exchange.request
         trees = lifted(trial) if lifted else (None, None)
         return {
             "exchange_id": trial.exchange.id,
-            "request": {"method": req.method, "target": self.redact_target(req.target),
+            "request": {"method": req.method, "target": redact_target(req.target, self.report),
                         "headers": self.redact(req.headers),
                         "body": self._clip(req.body.decode("utf-8", "replace"))},
             "old": self._side(trial.outcomes["old"], trees[0]),

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from shadowdiff.config import Config
+from shadowdiff.replay.options import ReplaySettings
 from shadowdiff.errors import ResumeError
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.model import Divergence, Exchange, Failure, Outcome, Request, Response, Trial
@@ -62,7 +62,7 @@ class Journal:
         return str(self.meta["run_id"])
 
     @classmethod
-    def start(cls, out_dir: Path, captures: tuple[str, ...], config: Config, *,
+    def start(cls, out_dir: Path, captures: tuple[str, ...], config: ReplaySettings, *,
               resume: bool) -> Journal:
         """A new journal (a fresh run starts over), or the existing one for `resume`.
 
@@ -197,7 +197,7 @@ def _from_outcome(o: list[Any]) -> Outcome:
 
 # --- the fingerprint -----------------------------------------------------------------------
 
-def fingerprint(captures: tuple[str, ...], config: Config) -> dict[str, Any]:
+def fingerprint(captures: tuple[str, ...], config: ReplaySettings) -> dict[str, Any]:
     """What must not change between a run and its resumption."""
     files = []
     for c in captures:

@@ -15,7 +15,8 @@ from shadowdiff.capture import detect_format
 from shadowdiff.capture.jsonl import read_capture, read_header
 from shadowdiff.capture.maillog import read_maillog
 from shadowdiff.cli.main import main
-from shadowdiff.config import Config, ReplayConfig, Targets
+from shadowdiff.config import Config
+from shadowdiff.replay.options import ReplayConfig, Targets
 from shadowdiff.model import Exchange
 from shadowdiff.pipeline.orchestrate import run
 from shadowdiff.protocols.smtp.plugin import PROTOCOL

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from testpaths import GOLDEN
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest

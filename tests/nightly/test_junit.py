@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from testpaths import GOLDEN, TESTS
+from testpaths import TESTS
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Any
 
 import pytest

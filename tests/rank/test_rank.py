@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from factories import make_exchange, make_response
-from shadowdiff.config import ReportConfig
+from shadowdiff.redact import ReportConfig
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.model import Divergence, Trial
 from shadowdiff.rank.impact import Usage, capture_usage, coverage, endpoint_table, rank_signatures, uncovered

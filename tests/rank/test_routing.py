@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from testpaths import DATA
-from pathlib import Path
 
 import orjson
 import pytest

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from factories import make_exchange, make_response
-from shadowdiff.config import ReportConfig
+from shadowdiff.redact import ReportConfig
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, Divergence, Trial
 from shadowdiff.rank.impact import Usage, rank_signatures

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from factories import make_exchange, make_response
-from shadowdiff.config import ReportConfig
+from shadowdiff.redact import ReportConfig
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.model import Divergence, Failure, Trial
-from shadowdiff.rank.tally import LATENCY_SAMPLES, REDACTED, Tally, display_body
+from shadowdiff.rank.tally import LATENCY_SAMPLES, Tally, display_body
+from shadowdiff.redact import REDACTED
 
 
 def div(location="body.items[0].price", kind="value_changed", old=1, new=2):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from testpaths import DATA
 import gzip
-import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 

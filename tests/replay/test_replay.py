@@ -10,7 +10,7 @@ from aiohttp import web
 
 from factories import make_exchange, make_response
 from servers import serve_app
-from shadowdiff.config import ReplayConfig
+from shadowdiff.replay.options import ReplayConfig
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Response
 from shadowdiff.protocols.http.aiohttp_sender import AiohttpSender

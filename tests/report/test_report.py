@@ -9,7 +9,6 @@ from __future__ import annotations
 from testpaths import GOLDEN, REPO
 import copy
 import json
-import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Rank stage, mail logs: Exim mainlog and Postfix maillog -> production use of SMTP endpoints.
 
-    mainlog / maillog (plain or .gz) ──> read_mail_usage() ──> MailUsage ──> rank.Usage
+    mainlog / maillog (plain or .gz) ──> read_mail_usage() ──> MailUsage ──> (rank.routing) Usage
 
 An MTA logs messages, not commands, so each line is mapped onto the endpoint the same
 command has in a capture (`protocols.smtp.endpoint_for`, so both sides always agree):
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from shadowdiff.capture.jsonl import open_maybe_gzip
 from shadowdiff.protocols.smtp.session import endpoint_for
-from shadowdiff.rank.impact import Usage
 
 _POSTFIX = re.compile(r"\bpostfix(?:-[\w.-]+)?/([\w/-]+)\[\d+\]: (.*)$")
 _PF_REJECT = re.compile(r"^(?:NOQUEUE|\w+): (reject|discard|hold): (RCPT|MAIL|DATA|VRFY|EHLO|"
@@ -67,14 +66,14 @@ class MailUsage:
             self.counts[endpoint] += n
         self.outcomes[endpoint][outcome] += n
 
-    def usage(self) -> Usage:
-        """The figures as rank.py takes them: source `mail_log`, the only mail-specific bit."""
+    def note(self) -> str:
+        """How the counts were made, for the report (rank.routing.mail_usage wraps them)."""
         unmatched = [f for f, kind in zip(self.files, self.formats) if kind == "unknown"]
         note = ("mail logs: MAIL per message accepted, RCPT per recipient, CONNECT per "
                 "logged connection")
         if unmatched:
             note += f"; no mail log line recognised in {', '.join(unmatched)}"
-        return Usage(dict(self.counts), "mail_log", tuple(self.files), 0, note=note)
+        return note
 
 
 def _rcpt(address: str) -> str:
@@ -172,7 +171,7 @@ def _read_lines(path: str) -> Iterable[str]:
 def read_mail_usage(paths: Sequence[str | os.PathLike[str]]) -> MailUsage:
     """Count SMTP endpoint use in Exim mainlogs and Postfix maillogs (plain or gzip).
 
-    >>> read_mail_usage(["/var/log/exim4/mainlog"]).usage()  # doctest: +SKIP
+    >>> read_mail_usage(["/var/log/exim4/mainlog"]).counts  # doctest: +SKIP
     """
     out = MailUsage()
     for path in paths:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from servers import raw_server, refused_url, serve_app
 from factories import make_request
-from shadowdiff.config import ReplayConfig
+from shadowdiff.replay.options import ReplayConfig
 from shadowdiff.model import Failure, Response
 from shadowdiff.protocols.http.plugin import PROTOCOL
 
@@ -138,7 +138,6 @@ def test_garbage_reply_is_invalid():
 
 
 def test_keep_alive_connections_are_reused():
-    import orjson
     ports = set()
 
     def app() -> web.Application:

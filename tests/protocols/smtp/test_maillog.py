@@ -13,6 +13,7 @@ from shadowdiff.errors import ConfigError
 from shadowdiff.protocols.smtp.plugin import PROTOCOL
 from shadowdiff.protocols.smtp.session import Script, step_request
 from shadowdiff.protocols.smtp.maillog import is_mail_log, read_mail_usage, sniff_maillog
+from shadowdiff.rank.routing import usage_of_mail
 
 POSTFIX = """\
 Nov 25 17:58:30 mx postfix/smtpd[101]: connect from unknown[127.0.0.1]
@@ -65,7 +66,7 @@ def test_exim_mainlog_gzipped(tmp_path: Path) -> None:
                                   "RCPT TO:<{local}@elsewhere.org>": 1}
     assert usage.outcomes["RCPT TO:<{local}@example.com>"]["deferred"] == 1
     assert usage.formats == ["exim"]
-    ranked = usage.usage()
+    ranked = usage_of_mail(usage)
     assert ranked.total == 7 and ranked.files == (str(log),)
 
 

@@ -12,7 +12,8 @@ import pytest
 from smtp_servers import MailHandler, raw_smtp, scripted_session, self_signed_context, serve_smtp
 
 from shadowdiff.capture.jsonl import read_capture, write_capture
-from shadowdiff.config import Config, ReplayConfig, Targets, config_from_dict
+from shadowdiff.config import Config, config_from_dict
+from shadowdiff.replay.options import ReplayConfig, Targets
 from shadowdiff.protocols.smtp.config import SmtpConfig
 from shadowdiff.compare.judge import judge
 from shadowdiff.model import Exchange, Failure, Response, Trial

@@ -25,7 +25,8 @@ from conftest import require_tool
 
 from shadowdiff.capture.jsonl import write_capture
 from shadowdiff.capture.pcap.smtp import read_smtp_pcap
-from shadowdiff.config import Config, ReplayConfig, Targets
+from shadowdiff.config import Config
+from shadowdiff.replay.options import ReplayConfig, Targets
 from shadowdiff.pipeline.orchestrate import run
 from shadowdiff.protocols.smtp.session import SAFE_COMMANDS
 from shadowdiff.protocols.smtp.maillog import read_mail_usage

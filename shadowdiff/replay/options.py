@@ -1,0 +1,61 @@
+"""How to replay and where to: the `[targets]` and `[replay]` settings as the replay stage
+takes them (parsed and checked by shadowdiff.config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shadowdiff.protocols.smtp.config import SmtpConfig
+
+
+CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
+
+
+SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where to replay: URLs whose scheme picks the protocol."""
+
+    old: str | None = None
+    new: str | None = None
+    old_replica: str | None = None
+    replay_old_twice: bool = False
+    """Without a replica: send every request to old twice, the second under `old_replica`."""
+
+    @property
+    def noise_source(self) -> str | None:
+        """`old_replica`, `replay_old_twice`, or None when noise is not measured."""
+        if self.old_replica:
+            return "old_replica"
+        return "replay_old_twice" if self.replay_old_twice and self.old else None
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """How to replay."""
+
+    concurrency: int = 32
+    rate: float = 0.0                       # exchanges per second; 0 = unlimited
+    timeout_s: float = 10.0
+    methods: tuple[str, ...] = SAFE_METHODS
+    host_header: str = "original"           # "original" | "target" | a literal host
+    headers: tuple[tuple[str, str], ...] = ()   # set on every replayed request
+    max_body_bytes: int = 10 * 1024 * 1024
+    client: str = "fast"                     # "fast" | "aiohttp"
+    smtp_deliver: bool = False              # SMTP targets are sinks: send DATA and the message
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    """The `[smtp]` section (config_smtp.py), here so every sender gets it with these options."""
+
+
+class ReplaySettings(Protocol):
+    """What the replay stage reads of a run's configuration (the Config is one)."""
+
+    @property
+    def targets(self) -> Targets: ...
+
+    @property
+    def replay(self) -> ReplayConfig: ...
