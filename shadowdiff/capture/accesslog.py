@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from shadowdiff.capture.jsonl import READ_ERRORS, open_maybe_gzip, truncated
+from shadowdiff.files import READ_ERRORS, open_maybe_gzip, truncated
 from shadowdiff.model import Exchange, Request
 
 REPLAYABLE = frozenset({"GET", "HEAD"})

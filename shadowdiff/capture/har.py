@@ -24,7 +24,7 @@ from urllib.parse import quote_plus
 
 import orjson
 
-from shadowdiff.capture.jsonl import open_maybe_gzip
+from shadowdiff.files import open_maybe_gzip
 from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange, Headers, Request, Response
 

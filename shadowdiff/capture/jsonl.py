@@ -15,16 +15,16 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 import orjson
 
 from shadowdiff.errors import CaptureError
+from shadowdiff.files import READ_ERRORS, open_maybe_gzip, truncated
 from shadowdiff.model import Exchange, Failure, Outcome, Request, Response
 
 FORMAT_NAME = "shadowdiff-capture"
 FORMAT_VERSION = 1
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 # -- encoding -----------------------------------------------------------------------------
@@ -146,15 +146,6 @@ def exchange_from_dict(obj: dict[str, Any]) -> Exchange:
 # -- reading ------------------------------------------------------------------------------
 
 
-def open_maybe_gzip(path: str | os.PathLike[str]) -> IO[bytes]:
-    """Open a file for binary reading, transparently gunzipping by content."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == GZIP_MAGIC:
-        return cast(IO[bytes], gzip.open(path, "rb"))  # owns its file: closing closes all
-    return open(path, "rb")
-
-
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The header object of a capture file."""
     src = str(path)
@@ -198,16 +189,6 @@ def read_capture(path: str | os.PathLike[str]) -> Iterator[Exchange]:
                     yield _parse_line(raw, src, lineno)
     except READ_ERRORS as exc:
         raise truncated(exc, src, lineno + 1) from exc
-
-
-#: What reading a damaged plain or gzip file raises.
-READ_ERRORS = (OSError, EOFError, zlib.error)
-
-
-def truncated(exc: BaseException, src: str, lineno: int) -> CaptureError:
-    """The error for a line-oriented file that cannot be read at `lineno` (damaged or cut)."""
-    return CaptureError(f"cannot read past this line ({exc.__class__.__name__}: {exc}); "
-                        "the file is truncated or corrupt", source=src, position=f"line {lineno}")
 
 
 def _parse_line(raw: bytes, src: str, lineno: int) -> Exchange:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from shadowdiff.capture.jsonl import open_maybe_gzip
+from shadowdiff.files import open_maybe_gzip
 from shadowdiff.errors import CaptureError, PluginError
 from shadowdiff.model import Exchange, Headers, Request, Response
 

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from shadowdiff.capture.jsonl import open_maybe_gzip
+from shadowdiff.files import open_maybe_gzip
 from shadowdiff.protocols.smtp.session import endpoint_for
 
 _POSTFIX = re.compile(r"\bpostfix(?:-[\w.-]+)?/([\w/-]+)\[\d+\]: (.*)$")
