@@ -27,7 +27,7 @@ from shadowdiff.compare.judge import judge, lifted_pair
 from shadowdiff.model import Exchange, Failure, Request, Trial
 from shadowdiff.compare.noise import NOISE_FILE, noise_record
 from shadowdiff.protocols.base import Protocol, Sender, get_protocol, protocol_for_url
-from shadowdiff.protocols.http.endpoints import Templater
+from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.impact import Usage, capture_usage
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History

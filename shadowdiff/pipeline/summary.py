@@ -71,7 +71,6 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
                   captures: tuple[str, ...], started_at: dt.datetime,
                   version: str) -> dict[str, Any]:
     """The summary dict (docs/report-schema.md)."""
-    finished = dt.datetime.now(dt.timezone.utc)
     tests, noise_sigs = _noise_tests(tally, config)
     totals = _totals(tally, state)
     signatures = rank_signatures(tally, usage, exclude=noise_sigs,
@@ -81,26 +80,12 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
     verdict, exit_code = _verdict(totals, signatures, state)
     if state.interrupted:
         verdict = "interrupted: " + verdict
-    t = config.targets
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
-        "run": {
-            "id": uuid.uuid4().hex[:12],
-            "started_at": started_at.isoformat(timespec="seconds"),
-            "finished_at": finished.isoformat(timespec="seconds"),
-            "duration_s": round((finished - started_at).total_seconds(), 3),
-            "shadowdiff_version": version,
-            "captures": list(captures),
-            "targets": {"old": t.old, "new": t.new, "old_replica": t.old_replica},
-            "config": config.source,
-            "interrupted": state.interrupted,
-            "errors": list(state.errors),
-        },
+        "run": _run_section(state, config, captures, started_at, version),
         "totals": totals,
-        "usage": {"source": usage.source, "files": list(usage.files), "requests": usage.total,
-                  "malformed": usage.malformed, "note": usage.note,
-                  "window_days": usage.window_days, "half_life_days": usage.half_life_days},
+        "usage": _usage_section(usage),
         "coverage": coverage(tally, usage),
         "endpoints": endpoint_table(tally, usage),
         "signatures": signatures,
@@ -113,6 +98,30 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
         "verdict": verdict,
         "exit_code": exit_code,
     }
+
+
+def _run_section(state: Any, config: Config, captures: tuple[str, ...],
+                 started_at: dt.datetime, version: str) -> dict[str, Any]:
+    finished = dt.datetime.now(dt.timezone.utc)
+    t = config.targets
+    return {
+        "id": uuid.uuid4().hex[:12],
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "duration_s": round((finished - started_at).total_seconds(), 3),
+        "shadowdiff_version": version,
+        "captures": list(captures),
+        "targets": {"old": t.old, "new": t.new, "old_replica": t.old_replica},
+        "config": config.source,
+        "interrupted": state.interrupted,
+        "errors": list(state.errors),
+    }
+
+
+def _usage_section(usage: Usage) -> dict[str, Any]:
+    return {"source": usage.source, "files": list(usage.files), "requests": usage.total,
+            "malformed": usage.malformed, "note": usage.note,
+            "window_days": usage.window_days, "half_life_days": usage.half_life_days}
 
 
 def ranking_explained(config: Config, usage: Usage) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shadowdiff.protocols.http.endpoints import Route, RouteTable, Templater, load_openapi
+from shadowdiff.protocols.http.routes import Route, RouteTable, load_openapi
+from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.errors import ConfigError
 from shadowdiff.model import Request
 from shadowdiff.protocols.smtp.maillog import MailUsage, is_mail_log, read_mail_usage

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from shadowdiff.errors import ShadowdiffError
-from shadowdiff.nightly.history import DEFAULT_PATH, SCHEMA_VERSION, History, HistoryError
+from shadowdiff.nightly.history import DEFAULT_PATH, History, HistoryError
+from shadowdiff.nightly.schema import SCHEMA_VERSION
 
 GOLDEN = GOLDEN / "summary.json"
 

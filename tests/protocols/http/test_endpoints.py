@@ -12,9 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowdiff.protocols.http.endpoints import (Route, RouteTable, Templater, apply_id_segments, http_endpoint,
-                                  is_id_segment, learn_id_segments, load_openapi, path_template,
-                                  segment_template, split_target)
+from shadowdiff.protocols.http.endpoints import (
+    http_endpoint,
+    is_id_segment,
+    path_template,
+    segment_template,
+    split_target,
+)
+from shadowdiff.protocols.http.routes import Route, RouteTable, load_openapi
+from shadowdiff.protocols.http.templater import Templater, apply_id_segments, learn_id_segments
 from shadowdiff.errors import ConfigError
 from shadowdiff.rank.usage import read_usage
 from shadowdiff.rank.usage.tally import reduce_targets
