@@ -1,7 +1,7 @@
 """Building pcaps for the pcap importer's tests: TCP conversations made with scapy.
 
-Shared by tests/test_capture_pcap.py (file, link and TCP layers) and
-tests/test_capture_http1.py (HTTP messages and pairing). Real captures: tests/data/curl_lo.pcap
+Shared by tests/capture/pcap/test_capture_pcap.py (file, link and TCP layers) and
+tests/capture/pcap/test_capture_http1.py (HTTP messages and pairing). Real captures: tests/data/curl_lo.pcap
 and curl_any.pcapng were written by tcpdump while curl talked to an aiohttp server
 (tests/data/make_pcaps.py).
 """

@@ -8,7 +8,7 @@ editcap). Needs root, tcpdump, curl, editcap. Rewrite the fixtures with:
 
     .venv/bin/python tests/data/make_pcaps.py
 
-tests/test_capture_pcap.py imports `record()` to make a fresh capture the same way.
+tests/capture/pcap/test_capture_pcap.py imports `record()` to make a fresh capture the same way.
 """
 
 from __future__ import annotations

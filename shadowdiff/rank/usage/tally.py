@@ -16,7 +16,7 @@ per batch, and the endpoint function applied only to distinct (method, target) p
 With the default `http_endpoint`, segments that it always turns into `{id}` (digits, long
 hex, UUIDs) are folded to `0` on the distinct rows of each batch (`reduce_targets`), so
 400k distinct `/users/123` targets cost one endpoint call, not 400k (~5 us each).
-tests/test_usage.py checks the fold against `http_endpoint` itself, so a change there
+tests/rank/test_usage.py checks the fold against `http_endpoint` itself, so a change there
 cannot silently break it.
 """
 

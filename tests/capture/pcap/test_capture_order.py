@@ -1,6 +1,6 @@
 """Tests for shadowdiff/capture/order.py: what `Orderer._build` makes of a settled `Pending`.
 
-The whole importer is tested through pcaps in tests/test_capture_pcap.py; here the
+The whole importer is tested through pcaps in tests/capture/pcap/test_capture_pcap.py; here the
 exchanges built from hand-filled `Pending`s are compared field by field with records
 built by keyword, so a faster `_build` cannot drift from what it made before.
 """

@@ -4,7 +4,7 @@ Real captures: tests/data/curl_lo.pcap and curl_any.pcapng were written by tcpdu
 curl talked to an aiohttp server (tests/data/make_pcaps.py); an integration test makes a
 fresh one the same way and checks the request count against tshark. Corner cases are
 built with scapy (tests/pcapflow.py), one TCP conversation at a time, with explicit sequence
-numbers. HTTP parsing and pairing: tests/test_capture_http1.py.
+numbers. HTTP parsing and pairing: tests/capture/pcap/test_capture_http1.py.
 """
 
 from __future__ import annotations
