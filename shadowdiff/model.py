@@ -248,3 +248,20 @@ def first_header(headers: Headers, name: str) -> str | None:
         if key.lower() == lname:
             return value
     return None
+
+
+_ID_CHUNKS = re.compile(r"\d+|\D+")
+
+
+def id_order(exchange_id: str) -> tuple[tuple[int, int, str], ...]:
+    """A sort key for exchange ids in natural order (`x9` before `x10`).
+
+    "The first exchange that showed it" means the smallest id in this order, not the first
+    to finish: that is what makes a run's examples the same whether one process judged it
+    or many (partial tallies merge to the single-process result).
+
+    >>> sorted(["x10", "x9", "y1"], key=id_order)
+    ['x9', 'x10', 'y1']
+    """
+    return tuple((0, int(c), "") if c.isdigit() else (1, 0, c)
+                 for c in _ID_CHUNKS.findall(exchange_id))

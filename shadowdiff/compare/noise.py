@@ -23,13 +23,16 @@ things follow, both protocol-neutral (they see divergences and lifted trees):
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import heapq
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowdiff.model import Divergence, Signature, signature_location
+from shadowdiff.model import Divergence, Signature, id_order, signature_location
 from shadowdiff.paths import parse_location
 
 #: Value pairs kept per signature, for `shadowdiff rules suggest`.
@@ -172,7 +175,21 @@ class SignatureNoise:
     noise: int = 0        # old-vs-replica
     masked: int = 0       # old-vs-new occurrences the per-exchange mask suppressed
     samples: list[list[Any]] = field(default_factory=list)   # old-vs-replica value pairs
-    example: dict[str, Any] | None = None                     # first masked occurrence
+    sample_keys: list[Any] = field(default_factory=list)      # their ids' order (keep_first)
+    example: dict[str, Any] | None = None                     # smallest-id masked occurrence
+
+
+@dataclass(frozen=True, order=False)
+class _Reversed:
+    """A key that sorts in reverse (for the max-heap of audited exchanges)."""
+
+    key: Any
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.key < self.key)
+
+    def __gt__(self, other: _Reversed) -> bool:
+        return bool(other.key > self.key)
 
 
 @dataclass
@@ -185,42 +202,92 @@ class RuleHit:
 
 
 class NoiseBook:
-    """Streaming noise counts: per endpoint, per signature, per rule that hid something."""
+    """Streaming noise counts: per endpoint, per signature, per rule that hid something.
+
+    Mergeable exactly (`merge`): what a book keeps of "the first" occurrences is those of
+    the smallest exchange ids, and the exchanges audited for rules are, per endpoint, the
+    AUDIT_PER_ENDPOINT with the smallest hash of their id (a bottom-k sample), so the union
+    of partitions' books is the book one process would have kept.
+    """
 
     def __init__(self) -> None:
         self.measured: Counter[str] = Counter()     # endpoint -> exchanges with a replica answer
-        self.audited: Counter[str] = Counter()      # endpoint -> exchanges audited for rules
         self.signatures: dict[Signature, SignatureNoise] = defaultdict(SignatureNoise)
-        self.rules: dict[tuple[Signature, str], RuleHit] = {}
+        # endpoint -> heap of (-hash key, exchange id, rule hits) of the audited exchanges
+        self._audits: dict[str, list[tuple[Any, str, list[Any]]]] = defaultdict(list)
 
-    def wants_audit(self, endpoint: str) -> bool:
-        """True while the endpoint has had fewer than AUDIT_PER_ENDPOINT audits."""
-        return self.audited[endpoint] < AUDIT_PER_ENDPOINT
+    def wants_audit(self, endpoint: str, exchange_id: str = "") -> bool:
+        """Whether this exchange is among the endpoint's bottom-k sample so far."""
+        kept = self._audits.get(endpoint)
+        if kept is None or len(kept) < AUDIT_PER_ENDPOINT:
+            return True
+        return _audit_key(exchange_id) < kept[0][0].key
 
     def add(self, exchange_id: str, verdict: Any, weight: int,
             values: Callable[[Divergence], tuple[Any, Any]]) -> None:
         """Count one verdict's noise. `values` redacts a divergence's old/new values."""
         if verdict.noise is not None:
-            self.measured[verdict.endpoint] += weight
-            for sig, d in _once(verdict.divergences + verdict.suppressed):
-                self.signatures[sig].raw += weight
-            for sig, d in _once(verdict.noise):
-                entry = self.signatures[sig]
-                entry.noise += weight
-                if len(entry.samples) < SAMPLES:
-                    entry.samples.append(list(values(d)))
-            for sig, d in _once(verdict.suppressed):
-                entry = self.signatures[sig]
-                entry.masked += weight
-                if entry.example is None:
-                    entry.example = _example(exchange_id, d, values)
+            self._add_measured(exchange_id, verdict, weight, values)
         if verdict.hidden is not None:
-            self.audited[verdict.endpoint] += 1
-            for (sig, rule), d in _once_by_rule(verdict.hidden):
-                hit = self.rules.setdefault((sig, rule), RuleHit(rule))
-                hit.count += 1
-                if hit.example is None:
-                    hit.example = _example(exchange_id, d, values)
+            hits = [(key, _example(exchange_id, d, values))
+                    for key, d in _once_by_rule(verdict.hidden)]
+            self._keep_audit(verdict.endpoint, (_neg(_audit_key(exchange_id)), exchange_id, hits))
+
+    def _add_measured(self, exchange_id: str, verdict: Any, weight: int,
+                      values: Callable[[Divergence], tuple[Any, Any]]) -> None:
+        key = id_order(exchange_id)
+        self.measured[verdict.endpoint] += weight
+        for sig, d in _once(verdict.divergences + verdict.suppressed):
+            self.signatures[sig].raw += weight
+        for sig, d in _once(verdict.noise):
+            entry = self.signatures[sig]
+            entry.noise += weight
+            keep_first(entry.samples, entry.sample_keys, key, list(values(d)), SAMPLES)
+        for sig, d in _once(verdict.suppressed):
+            entry = self.signatures[sig]
+            entry.masked += weight
+            if entry.example is None or key < id_order(entry.example["exchange_id"]):
+                entry.example = _example(exchange_id, d, values)
+
+    def _keep_audit(self, endpoint: str, record: tuple[Any, str, list[Any]]) -> None:
+        kept = self._audits[endpoint]
+        if len(kept) < AUDIT_PER_ENDPOINT:
+            heapq.heappush(kept, record)
+        elif record[0] > kept[0][0]:  # a smaller hash than the largest kept
+            heapq.heapreplace(kept, record)
+
+    @property
+    def audited(self) -> Counter[str]:
+        """endpoint -> exchanges audited for rules."""
+        return Counter({ep: len(kept) for ep, kept in self._audits.items() if kept})
+
+    @property
+    def rules(self) -> dict[tuple[Signature, str], RuleHit]:
+        """(signature, rule) -> how many audited exchanges the rule hid it in, one example."""
+        out: dict[tuple[Signature, str], RuleHit] = {}
+        for kept in self._audits.values():
+            for _, exchange_id, hits in sorted(kept, key=lambda r: id_order(r[1])):
+                for (sig, rule), example in hits:
+                    hit = out.setdefault((sig, rule), RuleHit(rule, 0, example))
+                    hit.count += 1
+        return out
+
+    def merge(self, other: NoiseBook) -> None:
+        """Add `other`'s counts (another partition of the same run)."""
+        self.measured.update(other.measured)
+        for sig, theirs in other.signatures.items():
+            mine = self.signatures[sig]
+            mine.raw, mine.noise, mine.masked = (mine.raw + theirs.raw, mine.noise + theirs.noise,
+                                                 mine.masked + theirs.masked)
+            for k, v in zip(theirs.sample_keys, theirs.samples):
+                keep_first(mine.samples, mine.sample_keys, k, v, SAMPLES)
+            if theirs.example is not None and (
+                    mine.example is None or id_order(theirs.example["exchange_id"])
+                    < id_order(mine.example["exchange_id"])):
+                mine.example = theirs.example
+        for endpoint, kept in other._audits.items():
+            for record in kept:
+                self._keep_audit(endpoint, record)
 
     def tests(self, min_relative_pct: float, min_absolute_pct: float,
               signatures: Iterable[Signature]) -> dict[Signature, NoiseTest]:
@@ -233,6 +300,28 @@ class NoiseBook:
                 out[sig] = significance(entry.raw, entry.noise, measured,
                                         min_relative_pct, min_absolute_pct)
         return out
+
+
+def keep_first(values: list[Any], keys: list[Any], key: Any, value: Any, limit: int) -> None:
+    """Keep in `values` the `limit` values with the smallest keys (`keys` runs beside it)."""
+    if len(keys) >= limit and not key < keys[-1]:
+        return
+    at = bisect.bisect_right(keys, key)
+    keys.insert(at, key)
+    values.insert(at, value)
+    if len(keys) > limit:
+        keys.pop()
+        values.pop()
+
+
+def _audit_key(exchange_id: str) -> tuple[int, str]:
+    """A stable pseudo-random rank of an exchange (the same in every process and run)."""
+    return zlib.crc32(exchange_id.encode("utf-8", "surrogatepass")), exchange_id
+
+
+def _neg(key: tuple[int, str]) -> Any:
+    """Order-reversing wrapper: heapq keeps a min-heap; the audit heap wants the largest hash on top."""
+    return _Reversed(key)
 
 
 def _once(divergences: Iterable[Divergence]) -> Iterable[tuple[Signature, Divergence]]:

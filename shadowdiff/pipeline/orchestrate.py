@@ -163,8 +163,9 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
         exchanges = journal.pending(select(_guarded(captures, state), policy, on_skip,
                                            observed=needed))
         async for trial in replay(exchanges, senders, policy):
-            verdict = judge(trial, protocol, config, audit=tally.noise.wants_audit,
-                            endpoint_of=endpoint_of)
+            verdict = judge(trial, protocol, config, endpoint_of=endpoint_of,
+                            audit=tally.noise.wants_audit(endpoint_of(trial.exchange.request),
+                                                          trial.exchange.id))
             tally.add(trial, verdict, lift)
             results.write(trial, verdict)
             journal.add(trial, verdict, tally)

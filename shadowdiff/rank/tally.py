@@ -15,8 +15,8 @@ import orjson
 
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.redact import ReportConfig, redact_headers, redact_target, redact_values
-from shadowdiff.model import Exchange, Failure, Outcome, Response, Signature, Trial
-from shadowdiff.compare.noise import SAMPLES, NoiseBook
+from shadowdiff.model import Exchange, Failure, Outcome, Response, Signature, Trial, id_order
+from shadowdiff.compare.noise import SAMPLES, NoiseBook, keep_first
 
 LATENCY_SAMPLES = 2000  # per endpoint and role: enough for a p99, bounded in memory
 
@@ -41,6 +41,8 @@ class SignatureStats:
     affected: int = 0
     example: dict[str, Any] | None = None
     samples: list[list[Any]] = field(default_factory=list)  # old/new value pairs
+    """Of the exchanges with the smallest ids (`keep_first`), so any partition merges alike."""
+    sample_keys: list[Any] = field(default_factory=list)
 
 
 class Tally:
@@ -53,6 +55,7 @@ class Tally:
         self.skipped: Counter[str] = Counter()
         self.failures: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.examples: dict[str, dict[str, Any]] = {}
+        self.last_examples: list[str] = []  # signature keys whose example the last add() set
         self.noise_suppressed = 0  # exchanges whose only differences were noise
         self.noise = NoiseBook()
         # (endpoint, signatures shown) -> weight of diverged exchanges: lets `settle` move
@@ -80,6 +83,8 @@ class Tally:
         if verdict.suppressed and verdict.state == "identical":
             self.noise_suppressed += weight
         self.noise.add(trial.exchange.id, verdict, weight, self._values)
+        self.last_examples = []
+        key = id_order(trial.exchange.id)
         seen: set[Signature] = set()
         for div in verdict.divergences:
             sig = div.signature
@@ -88,13 +93,13 @@ class Tally:
             seen.add(sig)
             entry = self.signatures[sig]
             entry.affected += weight
-            if len(entry.samples) < SAMPLES:
-                entry.samples.append(list(self._values(div)))
-            if entry.example is None:
+            keep_first(entry.samples, entry.sample_keys, key, list(self._values(div)), SAMPLES)
+            if entry.example is None or key < id_order(entry.example["exchange_id"]):
                 old, new = self._values(div)
                 entry.example = {"exchange_id": trial.exchange.id, "location": div.location,
                                  "old": old, "new": new}
                 self.examples[sig.key] = self._example(trial, verdict, lifted)
+                self.last_examples.append(sig.key)
         if verdict.state == "diverged":
             self.diverged_sets[(verdict.endpoint, frozenset(seen))] += weight
             self._diverged_streamed[verdict.endpoint] += weight
@@ -117,6 +122,47 @@ class Tally:
         self.noise_suppressed += total - self._settled
         self._settled = total
 
+    def merge(self, other: Tally) -> None:
+        """Add the partial tally of another partition of the same run (before `settle`).
+
+        Exact: counts add, and examples and samples are those of the smallest exchange ids
+        on either side, as one process would have kept. Latency samples are a reservoir of
+        the union (timings are the one thing partitioned runs do not reproduce).
+        """
+        for endpoint, theirs in other.endpoints.items():
+            self._merge_endpoint(self.endpoints[endpoint], theirs)
+        for sig, theirs in other.signatures.items():
+            mine = self.signatures[sig]
+            mine.affected += theirs.affected
+            for k, v in zip(theirs.sample_keys, theirs.samples):
+                keep_first(mine.samples, mine.sample_keys, k, v, SAMPLES)
+            if theirs.example is not None and (mine.example is None or _earlier(theirs.example,
+                                                                             mine.example)):
+                mine.example = theirs.example
+                self.examples[sig.key] = other.examples[sig.key]
+        self.skipped.update(other.skipped)
+        for key, theirs in other.failures.items():
+            mine = self.failures.get(key)
+            if mine is None or id_order(theirs["example_exchange_id"]) < id_order(
+                    mine["example_exchange_id"]):
+                self.failures[key] = dict(theirs, count=theirs["count"] + (mine or {}).get("count", 0))
+            else:
+                mine["count"] += theirs["count"]
+        self.noise_suppressed += other.noise_suppressed
+        self.noise.merge(other.noise)
+        self.diverged_sets.update(other.diverged_sets)
+        self._diverged_streamed.update(other._diverged_streamed)
+
+    def _merge_endpoint(self, mine: EndpointStats, theirs: EndpointStats) -> None:
+        for name in ("captured", "replayed", "identical", "diverged", "failed"):
+            setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+        seen = mine.seen + theirs.seen
+        for role in set(mine.latency) | set(theirs.latency):
+            pool = mine.latency[role] + theirs.latency[role]
+            mine.latency[role] = (pool if len(pool) <= LATENCY_SAMPLES
+                                  else self._rng.sample(pool, LATENCY_SAMPLES))
+        mine.seen = seen
+
     def _sample_latency(self, stats: EndpointStats, outcomes: dict[str, Outcome]) -> None:
         stats.seen += 1
         slot = stats.seen - 1 if stats.seen <= LATENCY_SAMPLES else self._rng.randrange(stats.seen)
@@ -133,9 +179,12 @@ class Tally:
     def _add_failure(self, role: str, failure: Failure, endpoint: str, ex: Exchange,
                      weight: int) -> None:
         key = (role, failure.kind, endpoint)
-        entry = self.failures.setdefault(key, {"role": role, "kind": failure.kind, "count": 0,
-                                               "endpoint": endpoint, "example_exchange_id": ex.id,
-                                               "detail": failure.detail[:300]})
+        entry = self.failures.get(key)
+        if entry is None or id_order(ex.id) < id_order(entry["example_exchange_id"]):
+            count = entry["count"] if entry else 0
+            entry = self.failures[key] = {
+                "role": role, "kind": failure.kind, "count": count, "endpoint": endpoint,
+                "example_exchange_id": ex.id, "detail": failure.detail[:300]}
         entry["count"] += weight
 
     # -- examples -------------------------------------------------------------------------
@@ -173,6 +222,10 @@ class Tally:
     def _clip(self, text: str) -> str:
         limit = self.report.max_body_chars
         return text if len(text) <= limit else text[:limit] + f"\n… [{len(text) - limit} more characters]"
+
+
+def _earlier(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return id_order(a["exchange_id"]) < id_order(b["exchange_id"])
 
 
 def display_body(body: Any) -> str:

@@ -53,7 +53,6 @@ class Journal:
         self._pending: list[tuple[int, bytes]] = []
         self._inflight: dict[int, int] = {}     # id(exchange) -> position, while replayed
         self._done = bytearray()                # position -> 1 when already in the journal
-        self._examples = 0                      # tally.examples already journaled
         self._flushed = time.monotonic()
         self.restored = 0
 
@@ -103,7 +102,6 @@ class Journal:
             state.diverged += verdict.state == "diverged"
             state.failed += verdict.state == "failed"
             self.restored += 1
-        self._examples = len(tally.examples)
 
     def pending(self, exchanges: Iterable[Exchange]) -> Iterator[Exchange]:
         """The exchanges still to replay, numbered in capture order (after selection)."""
@@ -118,11 +116,8 @@ class Journal:
     def add(self, trial: Trial, verdict: Verdict, tally: Any) -> None:
         """Journal one exchange the tally has just counted (with any example it kept)."""
         position = self._inflight.pop(id(trial.exchange))
-        examples: dict[str, Any] = {}
-        if len(tally.examples) != self._examples:
-            keys = list(tally.examples)[self._examples:]
-            examples = {k: tally.examples[k] for k in keys}
-            self._examples = len(tally.examples)
+        # the examples this exchange became (a new signature, or a smaller id than before)
+        examples = {k: tally.examples[k] for k in tally.last_examples}
         self._pending.append((position, orjson.dumps(encode(trial, verdict, examples),
                                                      default=repr)))
         if len(self._pending) >= BATCH or time.monotonic() - self._flushed >= FLUSH_S:
