@@ -138,10 +138,10 @@ _RSS_WRAPPER = (
 
 
 def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | None = None,
-                   judge_replica: bool = True) -> tuple[float, float, dict]:
-    """(pairs/s, peak RSS MB, summary) of one `shadowdiff run` in a child process."""
+                   judge_replica: bool = True, workers: int = 1) -> tuple[float, float, dict]:
+    """(pairs/s, peak RSS MB of the driver, summary) of one `shadowdiff run` in a child process."""
     cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), "--old", old, "--new", new,
-           "--out", str(out), "--quiet", "--concurrency", "64"]
+           "--out", str(out), "--quiet", "--concurrency", "64", "--workers", str(workers)]
     if replica:
         cmd += ["--old-replica", replica]
     env = dict(os.environ)
@@ -203,6 +203,8 @@ def main() -> None:
     parser.add_argument("--replica", action="store_true",
                         help="measure the noise machinery's overhead with a third nginx (old's replica)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode in --replica (best kept)")
+    parser.add_argument("--workers", default="1,2",
+                        help="worker counts to measure, comma-separated (1 = one process) [1,2]")
     args = parser.parse_args()
     if not shutil.which("nginx"):
         raise SystemExit("benchmarks/replay.py needs nginx (apt-get install nginx-light)")
@@ -225,14 +227,19 @@ def main() -> None:
                                ("differing", args.diff, "diff")):
             cap = work / f"{kind}-{n}.jsonl"
             make_capture(cap, n, kind)
-            rate, rss, summary = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}")
-            check(summary, n, kind)
-            rows.append((label, n, rate, rss))
-        print(f"{'pairs':>10} {'exchanges':>10} {'pairs/s':>10} {'req/s':>10} {'vs wrk':>7} {'peak RSS':>9}")
-        for label, n, rate, rss in rows:
+            for workers in (int(w) for w in args.workers.split(",")):
+                rate, rss, summary = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}-{workers}",
+                                                    workers=workers)
+                check(summary, n, kind)
+                rows.append((label, n, workers, rate, rss))
+        print(f"{'pairs':>10} {'exchanges':>10} {'workers':>8} {'pairs/s':>10} {'req/s':>10} "
+              f"{'vs wrk':>7} {'peak RSS':>9}")
+        for label, n, workers, rate, rss in rows:
             ratio = f"{2 * rate / ref:.2f}" if ref else "n/a"
-            print(f"{label:>10} {n:>10,} {rate:>10,.0f} {2 * rate:>10,.0f} {ratio:>7} {rss:>7.0f} MB")
-        print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s)")
+            print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {2 * rate:>10,.0f} {ratio:>7} "
+                  f"{rss:>7.0f} MB")
+        print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s;"
+              " RSS is the driver's: each worker is a process of its own)")
     finally:
         for p in procs:
             p.send_signal(signal.SIGQUIT)

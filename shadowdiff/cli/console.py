@@ -36,7 +36,7 @@ def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | 
             usage_logs: Sequence[str] = (), quiet: bool = False,
             console: Console | None = None, openapi: str | None = None,
             routes: Sequence[str] = (), junit: Path | None = None,
-            resume: bool = False) -> int:
+            resume: bool = False, workers: int = 1, scheduler: str | None = None) -> int:
     """Run with progress and a closing table; returns the exit code.
 
     With `quiet` (cron), no bar and no table: the one-line verdict on standard output.
@@ -47,7 +47,8 @@ def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | 
     usage, templater = load_usage(usage_logs, config, openapi=openapi, routes=routes)
     target = Path(out_dir) if out_dir else default_out_dir()
     options: dict[str, Any] = {"usage": usage, "templater": templater, "junit": junit,
-                               "resume": resume}
+                               "resume": resume, "workers": 1 if resume else workers,
+                               "scheduler": scheduler}
     if quiet:
         result = run(captures, config, target, **options)
         print(result.summary["verdict"], flush=True)

@@ -113,6 +113,11 @@ _RUN_OPTIONS = [
                  help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
+    click.option("--workers", default="auto", metavar="N|auto",
+                 help="Judge the capture in partitions on N worker processes (Dask LocalCluster); "
+                 "auto: every core for captures of 20,000+ exchanges, else 1 [auto] (docs/scale.md)."),
+    click.option("--scheduler", metavar="tcp://HOST:8786",
+                 help="Run the partitions on this existing Dask cluster (docs/scale.md)."),
 ]
 
 
@@ -134,8 +139,20 @@ def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str
     config, out, nightly = apply_nightly_flags(config, out, flags)
     code = execute(captures, config, out_dir=out, usage_logs=usage_logs, quiet=quiet,
                    openapi=flags.pop("openapi", None), routes=flags.pop("routes", ()),
-                   **nightly)
+                   workers=_workers(flags.pop("workers", "auto"), captures),
+                   scheduler=flags.pop("scheduler", None), **nightly)
     sys.exit(code)
+
+
+def _workers(value: str, captures: tuple[str, ...]) -> int:
+    if value == "auto":
+        from shadowdiff.cli.progress import capture_total
+        from shadowdiff.pipeline.partitioned import auto_workers
+        return auto_workers(capture_total(captures))
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"{value!r} is not a number of workers or 'auto'",
+                                 param_hint="--workers")
+    return int(value)
 
 
 @main.command()

@@ -7,7 +7,6 @@ bookkeeping: the report is still written for what was done, and says why it is p
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import gzip
 import time
@@ -21,19 +20,18 @@ import orjson
 from shadowdiff import __version__
 from shadowdiff.capture import read_exchanges
 from shadowdiff.config import Config
-from shadowdiff.replay.options import SAFE_METHODS
 from shadowdiff.errors import CaptureError, ConfigError
-from shadowdiff.compare.judge import judge, lifted_pair
-from shadowdiff.model import Exchange, Failure, Request, Trial
+from shadowdiff.model import Exchange, Request, Trial
 from shadowdiff.compare.noise import NOISE_FILE, noise_record
-from shadowdiff.protocols.base import Protocol, Sender, get_protocol, protocol_for_url
+from shadowdiff.protocols.base import Protocol, get_protocol, protocol_for_url
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.impact import Usage, capture_usage
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History
 from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit
-from shadowdiff.replay.runner import ReplayPolicy, replay, select
+from shadowdiff.replay.runner import ReplayPolicy, select
 from shadowdiff.replay.journal import Journal
+from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
 from shadowdiff.pipeline.summary import build_summary
 from shadowdiff.rank.tally import Tally
 
@@ -52,6 +50,12 @@ class RunState:
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
     skipped_entries: int = 0  # capture entries skipped, unweighted: progress vs the header's count
+
+    def count(self, verdict_state: str, n: int = 1) -> None:
+        """`n` more exchanges judged, in `verdict_state`."""
+        self.replayed += n
+        self.diverged += n if verdict_state == "diverged" else 0
+        self.failed += n if verdict_state == "failed" else 0
 
     @property
     def rate(self) -> float:
@@ -105,14 +109,6 @@ def _protocol(config: Config) -> Protocol:
     return protocol
 
 
-def _senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
-    t = config.targets
-    # Replaying old twice is a replica that happens to be old itself: its own connections.
-    replica = t.old_replica or (t.old if t.replay_old_twice else None)
-    urls = {"old": t.old, "new": t.new, "old_replica": replica}
-    return {role: protocol.open_sender(url, config.replay) for role, url in urls.items() if url}
-
-
 class _Results:
     """results.jsonl.gz: one line per judged exchange, written as it comes."""
 
@@ -120,62 +116,51 @@ class _Results:
         self._f = gzip.open(path, "wb", compresslevel=1)
 
     def write(self, trial: Trial, verdict: Any) -> None:
-        outcomes = {role: (o.kind if isinstance(o, Failure) else o.status)
-                    for role, o in trial.outcomes.items()}
-        self._f.write(orjson.dumps({
-            "id": trial.exchange.id, "endpoint": verdict.endpoint, "state": verdict.state,
-            "count": trial.exchange.count, "outcomes": outcomes,
-            "divergences": [[d.location, d.kind] for d in verdict.divergences],
-            **({"suppressed": [[d.location, d.kind] for d in verdict.suppressed]}
-               if verdict.suppressed else {}),
-        }) + b"\n")
+        self._f.write(result_line(trial, verdict))
+
+    def write_lines(self, lines: bytes) -> None:
+        self._f.write(lines)
 
     def close(self) -> None:
         self._f.close()
-
-
-def _methods(config: Config, protocol: Protocol) -> frozenset[str]:
-    """The safe methods: the user's list, or the plugin's own safe default (SMTP's commands)."""
-    if config.replay.methods == SAFE_METHODS and hasattr(protocol, "replay_methods"):
-        return frozenset(protocol.replay_methods(config.replay))
-    return frozenset(config.replay.methods)
 
 
 async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Protocol,
                       tally: Tally, state: RunState, results: _Results,
                       progress: ProgressFn | None,
                       endpoint_of: Callable[[Request], str], journal: Journal) -> None:
-    # A pcap may hold HTTP and SMTP together: replay what the targets speak, skip the rest.
-    policy = ReplayPolicy(methods=_methods(config, protocol),
-                          concurrency=config.replay.concurrency, rate=config.replay.rate,
-                          protocol=protocol.name if config.targets.old else None)
+    policy = replay_policy(config, protocol)
+    needed = needed_roles(config)
+    # journal.pending: on --resume, what the journal already holds is not replayed
+    exchanges = journal.pending(selected(captures, policy, tally, state, endpoint_of, needed))
+    async for trial, verdict in judged(exchanges, config, protocol, policy, tally, endpoint_of):
+        results.write(trial, verdict)
+        journal.add(trial, verdict, tally)
+        state.count(verdict.state)
+        if progress is not None:
+            progress(state)
+    check_observed(needed, state)
 
+
+def needed_roles(config: Config) -> frozenset[str]:
+    """Roles without a target: the capture must hold their recorded answers."""
+    t = config.targets
+    return frozenset({"old", "new"} - {role for role, url in (("old", t.old), ("new", t.new)) if url})
+
+
+def selected(captures: tuple[str, ...], policy: ReplayPolicy, tally: Tally, state: RunState,
+             endpoint_of: Callable[[Request], str], needed: frozenset[str]) -> Iterator[Exchange]:
+    """The captures' exchanges the policy lets through; the others are counted as skipped."""
     def on_skip(ex: Exchange, reason: str) -> None:
         tally.add_skip(endpoint_of(ex.request), ex, reason)
         state.skipped += ex.count
         state.skipped_entries += 1
 
-    senders = _senders(protocol, config)
-    needed = {"old", "new"} - set(senders)
-    lift = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
-    try:
-        # journal.pending: on --resume, what the journal already holds is not replayed
-        exchanges = journal.pending(select(_guarded(captures, state), policy, on_skip,
-                                           observed=needed))
-        async for trial in replay(exchanges, senders, policy):
-            verdict = judge(trial, protocol, config, endpoint_of=endpoint_of,
-                            audit=tally.noise.wants_audit(endpoint_of(trial.exchange.request),
-                                                          trial.exchange.id))
-            tally.add(trial, verdict, lift)
-            results.write(trial, verdict)
-            journal.add(trial, verdict, tally)
-            state.replayed += 1
-            state.diverged += verdict.state == "diverged"
-            state.failed += verdict.state == "failed"
-            if progress is not None:
-                progress(state)
-    finally:
-        await asyncio.gather(*(s.close() for s in senders.values()))
+    return select(_guarded(captures, state), policy, on_skip, observed=needed)
+
+
+def check_observed(needed: frozenset[str], state: RunState) -> None:
+    """Without targets, a capture with no recorded answers compared nothing: say so."""
     if needed and not state.replayed and state.skipped and not state.errors:
         state.errors.append("no --old/--new targets were given and the capture holds no "
                             "recorded old/new answers (as a live mirror writes): nothing to compare")
@@ -184,8 +169,11 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
 def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
         usage: Usage | None = None, progress: ProgressFn | None = None,
         templater: Templater | None = None, junit: Path | None = None,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, workers: int = 1, scheduler: str | None = None) -> RunResult:
     """Replay the captures to the configured targets and write the run directory.
+
+    With `workers` > 1 or a Dask `scheduler` address the capture is judged in partitions
+    by worker processes (partitioned.py); the summary is the same apart from timings.
 
     `templater` (shadowdiff.rank.routing) names HTTP endpoints from routes and learned id
     positions; give the same one that counted `usage`, so capture and logs join.
@@ -194,14 +182,32 @@ def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
     anything is replayed, so a locked or damaged one fails the run at once (exit 2).
     """
     protocol = _protocol(config)
+    engine = _Engine(workers, scheduler)
+    if engine.partitioned and resume:
+        raise ConfigError("--resume continues a run judged by one process: resume it with "
+                          "--workers 1 (partitioned runs keep no journal)", key="workers")
     with open_history(config.history) as history:
         return _run_with(captures, config, out_dir, protocol, history, usage=usage,
-                         progress=progress, templater=templater, junit=junit, resume=resume)
+                         progress=progress, templater=templater, junit=junit, resume=resume,
+                         engine=engine)
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """Where the judging happens: this process, or partitions on Dask workers."""
+
+    workers: int = 1
+    scheduler: str | None = None
+
+    @property
+    def partitioned(self) -> bool:
+        return self.workers > 1 or self.scheduler is not None
 
 
 def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol: Protocol,
               history: History | None, *, usage: Usage | None, progress: ProgressFn | None,
-              templater: Templater | None, junit: Path | None, resume: bool) -> RunResult:
+              templater: Templater | None, junit: Path | None, resume: bool,
+              engine: _Engine) -> RunResult:
     from shadowdiff.report import write_reports  # report pulls Jinja2; keep import local
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,13 +218,17 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     try:
         journal.restore(tally, state, results)
         endpoint_of = endpoint_function(protocol.name, templater, protocol.endpoint_key)
-        _run_loop(_replay_all(captures, config, protocol, tally, state, results, progress,
-                              endpoint_of, journal))
+        if engine.partitioned:
+            _replay_partitioned(captures, config, protocol, templater, engine,
+                                (tally, state, results), progress, endpoint_of)
+        else:
+            run_loop(_replay_all(captures, config, protocol, tally, state, results, progress,
+                                 endpoint_of, journal))
     except KeyboardInterrupt:
         state.interrupted = True  # Ctrl-C: report what was done
     finally:
         results.close()
-        journal.close(keep=state.interrupted)
+        journal.close(keep=state.interrupted and not engine.partitioned)
     summary = build_summary(
         tally, usage or capture_usage(tally), state, config=config, captures=captures,
         started_at=started_at, version=__version__)
@@ -236,11 +246,36 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     return RunResult(summary, out_dir, paths, summary["exit_code"])
 
 
-def _run_loop(coro: Any) -> None:
-    """asyncio.run on uvloop when it is installed (the `fast` extra): ~2x less loop overhead."""
+def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Protocol,
+                        templater: Templater | None, engine: _Engine,
+                        sinks: tuple[Tally, RunState, _Results], progress: ProgressFn | None,
+                        endpoint_of: Callable[[Request], str]) -> None:
+    from shadowdiff.pipeline import partitioned  # Dask: only for partitioned runs
+
+    tally, state, results = sinks
+    client, cluster = partitioned.open_client(engine.workers, engine.scheduler)
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    uvloop.run(coro)
+        share = engine.workers if engine.scheduler is None else _cluster_size(client)
+        setup = partitioned.Setup(config, protocol.name, templater, share)
+        needed = needed_roles(config)
+        exchanges = selected(captures, replay_policy(config, protocol), tally, state,
+                             endpoint_of, needed)
+
+        def merge(part: partitioned.Partial) -> None:
+            tally.merge(part.tally)
+            results.write_lines(part.results)
+            for verdict_state, n in part.states.items():
+                state.count(verdict_state, n)
+            if progress is not None:
+                progress(state)
+
+        partitioned.run_chunks(partitioned.chunks(exchanges, protocol), setup, client, merge)
+        check_observed(needed, state)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _cluster_size(client: Any) -> int:
+    return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))

@@ -5,11 +5,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from shadowdiff.model import Request, Response
 from shadowdiff.protocols.base import Sender, Tree
-from shadowdiff.protocols.smtp.session import COMMAND_HEADER, SAFE_COMMANDS, endpoint_for, lift_reply
+from shadowdiff.protocols.smtp.session import (
+    COMMAND_HEADER,
+    SAFE_COMMANDS,
+    endpoint_for,
+    lift_reply,
+    script_of,
+)
 
 
 class SmtpProtocol:
@@ -26,6 +33,12 @@ class SmtpProtocol:
         """{"status": reply code, "header": EHLO capabilities, "body": {text, enhanced?}}."""
         command = (response.header(COMMAND_HEADER) or "").upper()
         return lift_reply(command, response.body, response.status)
+
+    def session_of(self, request: Request) -> tuple[Hashable, int]:
+        """(the session, its number of steps): a partitioned run keeps a session's steps
+        together, because the sender replays each session as one conversation."""
+        script = script_of(request)
+        return script.key(), len(script.commands) + 1
 
     def replay_methods(self, options: Any) -> frozenset[str]:
         """The steps safe to replay: DATA only when the targets are sinks (`smtp_deliver`)."""

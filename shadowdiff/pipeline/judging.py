@@ -1,0 +1,86 @@
+"""The loop every run shares, in one process or in a worker: replay, judge, tally.
+
+`judged()` sends a stream of exchanges to the targets and yields each trial with its verdict,
+already counted in the tally; the single-process pipeline (orchestrate.py) and each
+partition of a partitioned run (partitioned.py) drive it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import orjson
+
+from shadowdiff.compare.judge import Verdict, judge, lifted_pair
+from shadowdiff.config import Config
+from shadowdiff.model import Exchange, Failure, Request, Trial
+from shadowdiff.protocols.base import Protocol, Sender
+from shadowdiff.rank.tally import Tally
+from shadowdiff.replay.options import SAFE_METHODS
+from shadowdiff.replay.runner import ReplayPolicy, replay
+
+
+def open_senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
+    """One sender (connection pool) per role that has a target."""
+    t = config.targets
+    # Replaying old twice is a replica that happens to be old itself: its own connections.
+    replica = t.old_replica or (t.old if t.replay_old_twice else None)
+    urls = {"old": t.old, "new": t.new, "old_replica": replica}
+    return {role: protocol.open_sender(url, config.replay) for role, url in urls.items() if url}
+
+
+def replay_policy(config: Config, protocol: Protocol, *, share: int = 1) -> ReplayPolicy:
+    """The run's policy; with `share` partitions in flight, each gets its part of the limits
+    (rate and concurrency per target are the run's, not each worker's)."""
+    methods = frozenset(config.replay.methods)
+    if config.replay.methods == SAFE_METHODS and hasattr(protocol, "replay_methods"):
+        # the plugin's own safe default (SMTP's commands)
+        methods = frozenset(protocol.replay_methods(config.replay))
+    # A pcap may hold HTTP and SMTP together: replay what the targets speak, skip the rest.
+    return ReplayPolicy(methods=methods,
+                        concurrency=max(1, math.ceil(config.replay.concurrency / share)),
+                        rate=config.replay.rate / share,
+                        protocol=protocol.name if config.targets.old else None)
+
+
+def result_line(trial: Trial, verdict: Verdict) -> bytes:
+    """One line of results.jsonl.gz (docs/report-schema.md)."""
+    outcomes = {role: (o.kind if isinstance(o, Failure) else o.status)
+                for role, o in trial.outcomes.items()}
+    return orjson.dumps({
+        "id": trial.exchange.id, "endpoint": verdict.endpoint, "state": verdict.state,
+        "count": trial.exchange.count, "outcomes": outcomes,
+        "divergences": [[d.location, d.kind] for d in verdict.divergences],
+        **({"suppressed": [[d.location, d.kind] for d in verdict.suppressed]}
+           if verdict.suppressed else {}),
+    }) + b"\n"
+
+
+async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protocol,
+                 policy: ReplayPolicy, tally: Tally, endpoint_of: Callable[[Request], str]
+                 ) -> AsyncIterator[tuple[Trial, Verdict]]:
+    """Replay `exchanges`, judge each trial and count it in `tally`, as they complete."""
+    senders = open_senders(protocol, config)
+    lift: Any = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
+    try:
+        async for trial in replay(exchanges, senders, policy):
+            endpoint = endpoint_of(trial.exchange.request)
+            verdict = judge(trial, protocol, config, endpoint_of=endpoint_of,
+                            audit=tally.noise.wants_audit(endpoint, trial.exchange.id))
+            tally.add(trial, verdict, lift)
+            yield trial, verdict
+    finally:
+        await asyncio.gather(*(s.close() for s in senders.values()))
+
+
+def run_loop(coro: Any) -> None:
+    """asyncio.run on uvloop when it is installed (the `fast` extra): ~2x less loop overhead."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)

@@ -1,0 +1,146 @@
+"""Partitioned runs: the capture in chunks, judged in worker processes, merged exactly.
+
+    driver: capture -> select (skips counted here) -> chunks ──submit──> Dask workers
+    worker: chunk -> replay -> judge -> partial Tally + result lines ──> driver: merge
+
+A chunk holds whole sessions (every step of an SMTP session, which the sender replays as
+one conversation); HTTP exchanges are independent. Partial tallies merge exactly
+(`Tally.merge`), so 1 process, N local workers and a cluster write the same summary.json
+apart from timings. Dask runs the chunks: a `LocalCluster` of `workers` processes, or an
+existing cluster (`scheduler`); a worker that dies has its chunk run again elsewhere, and
+only the run that finished is merged. At most `2 x workers` chunks are in flight, so the
+driver's memory stays flat however long the capture is. docs/scale.md says how to run it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shadowdiff.capture.jsonl import exchange_from_dict, exchange_to_dict
+from shadowdiff.config import Config
+from shadowdiff.model import Exchange, Request
+from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
+from shadowdiff.protocols.base import Protocol, get_protocol
+from shadowdiff.protocols.http.templater import Templater
+from shadowdiff.rank.routing import endpoint_function
+from shadowdiff.rank.tally import Tally
+
+#: Exchanges per chunk: enough to amortize a task's start, few enough to spread the load.
+CHUNK = 2_000
+
+
+#: Below this many exchanges a LocalCluster's start (a few seconds) costs more than it saves.
+AUTO_MIN_EXCHANGES = 20_000
+
+
+def auto_workers(total: int | None) -> int:
+    """`--workers auto`: every core this process may use for a large capture, else 1."""
+    if total is None or total < AUTO_MIN_EXCHANGES:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every chunk needs besides its exchanges (sent to each worker once)."""
+
+    config: Config
+    protocol: str
+    templater: Templater | None
+    share: int  # chunks judged at once: each gets 1/share of the rate and concurrency
+
+
+@dataclass
+class Partial:
+    """One chunk's result."""
+
+    index: int
+    tally: Tally
+    results: bytes  # results.jsonl lines
+    states: dict[str, int]  # verdict state -> exchanges
+
+
+def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
+    """Replay and judge one chunk (in a worker process)."""
+    protocol = get_protocol(setup.protocol)
+    exchanges = [exchange_from_dict(orjson.loads(line)) for line in lines]
+    tally = Tally(setup.config.report)
+    endpoint_of = endpoint_function(protocol.name, setup.templater, protocol.endpoint_key)
+    out: list[bytes] = []
+    states: dict[str, int] = {}
+
+    async def go() -> None:
+        policy = replay_policy(setup.config, protocol, share=setup.share)
+        async for trial, verdict in judged(exchanges, setup.config, protocol, policy, tally,
+                                           endpoint_of):
+            out.append(result_line(trial, verdict))
+            states[verdict.state] = states.get(verdict.state, 0) + 1
+
+    run_loop(go())
+    return Partial(index, tally, b"".join(out), states)
+
+
+def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
+           size: int = CHUNK) -> Iterator[list[bytes]]:
+    """The exchanges as capture lines, `size` at a time, whole sessions in one chunk."""
+    session_of: Callable[[Request], tuple[Hashable, int] | None] | None = getattr(
+        protocol, "session_of", None)
+    chunk: list[bytes] = []
+    open_sessions: dict[Hashable, list[bytes]] = {}
+    for ex in exchanges:
+        line = orjson.dumps(exchange_to_dict(ex))
+        session = session_of(ex.request) if session_of else None
+        if session is None:
+            chunk.append(line)
+        else:
+            key, steps = session
+            lines = open_sessions.setdefault(key, [])
+            lines.append(line)
+            if len(lines) >= steps:  # every step seen: the session may travel
+                chunk.extend(open_sessions.pop(key))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    for lines in open_sessions.values():  # sessions cut short by the capture's end
+        chunk.extend(lines)
+    if chunk:
+        yield chunk
+
+
+def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
+    """A Dask client: to `scheduler`, or to a new LocalCluster of `workers` processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="30s"), None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
+               on_partial: Callable[[Partial], None]) -> None:
+    """Submit the chunks, at most 2 per worker in flight, and hand each result over as it
+    completes (in completion order; merging does not care)."""
+    from distributed import as_completed
+
+    limit = max(2, 2 * setup.share)
+    shared = client.scatter(setup, broadcast=True)
+    pending = as_completed()
+    try:
+        for index, chunk in enumerate(lines):
+            while pending.count() >= limit:
+                on_partial(next(pending).result())
+            pending.add(client.submit(judge_chunk, index, chunk, shared, pure=False))
+        for future in pending:
+            on_partial(future.result())
+    finally:
+        for future in list(pending.futures):
+            future.cancel()
