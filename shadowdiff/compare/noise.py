@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowdiff.compare.texthunks import is_hunk_location
+from shadowdiff.compare.texthunks import HunkNoise, is_hunk_location
 from shadowdiff.model import Divergence, Signature, signature_location
 from shadowdiff.paths import parse_location
 
@@ -55,14 +55,16 @@ def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
     if not noise or not divergences:
         return list(divergences), []
     noisy = {(d.location, d.kind) for d in noise}
-    # A text hunk is keyed by the line above it: the same key can hold the replica's noisy
-    # line and, next to it, a real change. Masked only when new changed the same old lines.
-    hunk_old = {(d.location, d.kind, _key(d.old)) for d in noise if is_hunk_location(d.location)}
+    hunks = HunkNoise(noise)  # text hunks are masked line by line (texthunks.py)
     kept: list[Divergence] = []
     suppressed: list[Divergence] = []
     for d in divergences:
-        if (d.location, d.kind) not in noisy or (
-                is_hunk_location(d.location) and (d.location, d.kind, _key(d.old)) not in hunk_old):
+        if is_hunk_location(d.location):
+            rest, noisy_part = hunks.mask(d)
+            kept.extend([rest] if rest is not None else [])
+            suppressed.extend(noisy_part)
+            continue
+        if (d.location, d.kind) not in noisy:
             kept.append(d)
             continue
         texts = [_at(tree, d.location) for tree in trees]
@@ -73,10 +75,6 @@ def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
                 continue
         suppressed.append(d)
     return kept, suppressed
-
-
-def _key(value: Any) -> Any:
-    return value if value is None or isinstance(value, (str, int, float)) else repr(value)
 
 
 def _at(tree: Tree, location: str) -> Any:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 
+from shadowdiff.model import Divergence
 from shadowdiff.paths import join_location
 
 Found = tuple[str, str, object, object]
@@ -96,6 +98,45 @@ def is_hunk_location(location: str) -> bool:
     return '.after["' in location or '.before["' in location
 
 
+class HunkNoise:
+    """The old replica's text hunks of one exchange, to mask old-vs-new hunks with.
+
+    A hunk's key is the line above it, which depends on what else changed: a real change
+    right above the volatile line merges with it into a hunk the replica never showed. So a
+    hunk is masked when the replica showed it exactly, and otherwise loses the lines the
+    replica changed too (old is the same response in both comparisons, so its lines match).
+    """
+
+    __slots__ = ("exact", "lines")
+
+    def __init__(self, noise: Iterable[Divergence]) -> None:
+        hunks = [d for d in noise if is_hunk_location(d.location) and isinstance(d.old, str)]
+        self.exact = {(d.location, d.kind, d.old) for d in hunks}
+        # old line -> the replica's hunk that changed it
+        self.lines = {line: d for d in hunks if d.kind == "value_changed"
+                      for line in d.old.split("\n")}
+
+    def mask(self, d: Divergence) -> tuple[Divergence | None, list[Divergence]]:
+        """(what is left of `d`, or None; the noise taken out of it, at the replica's hunks)."""
+        if (d.location, d.kind, d.old) in self.exact:
+            return None, [d]
+        if d.kind != "value_changed" or not (isinstance(d.old, str) and isinstance(d.new, str)):
+            return d, []
+        old, new = d.old.split("\n"), d.new.split("\n")
+        if len(old) != len(new):
+            return d, []  # lines not paired one to one: which new line replaced the noise?
+        kept = [(a, b) for a, b in zip(old, new) if a not in self.lines]
+        if len(kept) == len(old):
+            return d, []
+        noise = [Divergence(d.endpoint, self.lines[a].location, d.kind, a, b)
+                 for a, b in zip(old, new) if a in self.lines]
+        if not kept:
+            return None, noise
+        rest = Divergence(d.endpoint, d.location, d.kind, "\n".join(a for a, _ in kept),
+                          "\n".join(b for _, b in kept))
+        return rest, noise
+
+
 def _excerpt(lines: list[str]) -> str:
     text = "\n".join(lines)
     if len(text) <= MAX_VALUE_CHARS:
@@ -103,4 +144,4 @@ def _excerpt(lines: list[str]) -> str:
     return f"{text[:MAX_VALUE_CHARS]}…[{len(text) - MAX_VALUE_CHARS} more chars]"
 
 
-__all__ = ["context_key", "hunk_location", "is_hunk_location", "text_hunks"]
+__all__ = ["HunkNoise", "context_key", "hunk_location", "is_hunk_location", "text_hunks"]
