@@ -18,6 +18,7 @@ carries a comment with its evidence; a rule proposed for two or more endpoints g
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from shadowdiff.compare.texthunks import is_hunk_location
 #: Presets tried in this order: the most specific first.
 _PRESET_ORDER = ("uuid", "ulid", "jwt", "iso-datetime", "iso-date", "http-date", "unix-time",
                  "hex-token", "ipv4")
+_QUOTED = re.compile(r'\["(?:[^"\\]|\\.)*"\]')
 #: A numeric tolerance is proposed only when the samples differ by at most this fraction.
 _MAX_RELATIVE = 0.05
 
@@ -119,8 +121,9 @@ def _string_rule(location: str, kind: str, pairs: list[list[str]]) -> tuple[str,
 def in_text_body(location: str) -> bool:
     """True for a location inside an HTML, XML or text body (compare/markup.py, texthunks.py):
     an element's text or attribute, or a text hunk. Such a body is one string in the tree."""
+    bare = _QUOTED.sub("", location)  # `body["@id"]` is a JSON key (JSON-LD), `p@id` an attribute
     return is_hunk_location(location) or location.startswith(("body.html.", 'body["!doctype"]')) \
-        or "@" in location.rsplit(".", 1)[-1] or (location.startswith("body.") and location.endswith(".text"))
+        or "@" in bare or (location.startswith("body.") and location.endswith(".text"))
 
 
 def _text_body_rule(location: str, pairs: list[list[str]]) -> tuple[str, Any] | None:
