@@ -34,6 +34,8 @@ import re
 from collections import Counter
 from typing import Any, Union
 
+from lxml import etree
+
 from shadowdiff.compare.markup_lines import LineMap, spans_end
 from shadowdiff.compare.rules.text import HTML_MARK, XML_MARK
 from shadowdiff.paths import join_attribute, join_location
@@ -43,8 +45,9 @@ Found = tuple[str, str, Any, Any]
 
 #: Longest text quoted in a divergence, as in diff.py.
 MAX_VALUE_CHARS = 500
-#: Past this many divergences in one body, only new signatures are still reported: a page
-#: redesign must not make one exchange carry thousands of divergences.
+#: Past this many divergences in one body, only new signatures are still reported, and
+#: elements like ones already visited (`tr[*]`) are not descended: a page redesign must not
+#: make one exchange carry thousands of divergences, nor cost a second.
 MAX_DIVERGENCES = 100
 #: Bodies longer than this are not parsed (libxml2 would, but the diff would cost too much).
 MAX_MARKUP_CHARS = 4_000_000
@@ -128,8 +131,6 @@ def parse_markup(text: str, fmt: str) -> tuple[str, Any] | None:
 
 
 def _parse(text: str, fmt: str) -> tuple[str, Any] | None:
-    from lxml import etree  # a C extension: load it when markup appears
-
     body = _source(text)
     # Bytes with the encoding stated: a str carrying an XML encoding declaration is refused.
     data = body.encode("utf-8", "surrogatepass")
@@ -155,8 +156,6 @@ def _key(el: Any) -> bytes:
     """A subtree's serialization, made in C: equal keys mean equal subtrees, so the descent
     skips them without visiting their nodes (unequal keys may still be canonically equal:
     then the descent finds nothing)."""
-    from lxml import etree
-
     return etree.tostring(el, with_tail=False)  # type: ignore[no-any-return]
 
 
@@ -174,13 +173,14 @@ def _text(el: Any) -> str:
 class _Differ:
     """Collects the differences of two element trees while descending both."""
 
-    __slots__ = ("out", "xml", "lines", "_seen")
+    __slots__ = ("out", "xml", "lines", "_seen", "_visited")
 
     def __init__(self, xml: bool, lines: LineMap) -> None:
         self.out: list[Found] = []
         self.xml = xml
         self.lines = lines
         self._seen: set[tuple[str, str]] = set()
+        self._visited: set[str] = set()  # element locations descended, indices folded
 
     def add(self, location: str, kind: str, old: Any, new: Any) -> None:
         signature = (_INDEXED.sub("[*]", location), kind)
@@ -204,6 +204,10 @@ class _Differ:
     def node(self, o: Any, n: Any, loc: str, o_end: int | None = None) -> None:
         """Two elements of the same name; reports what differs in and below them.
         `o_end` is the last source line of old's element, when known."""
+        folded = _INDEXED.sub("[*]", loc)
+        if len(self.out) >= MAX_DIVERGENCES and folded in self._visited:
+            return  # past the cap, another row like one already seen: bounded work
+        self._visited.add(folded)
         o_attrs, n_attrs = self.attributes_of(o), self.attributes_of(n)
         if o_attrs != n_attrs:
             self.attributes(o_attrs, n_attrs, loc)
@@ -247,15 +251,18 @@ class _Differ:
             self.add(loc, "order_changed", _labels(names, o), _labels(names, n))
             return
         if len(differing) > 2:  # maybe a row removed here and one added there: align them
-            self.aligned(o, n, (names, names), (steps, steps))
+            self.aligned(o, n, (names, names), (steps, steps), keys)
             return
         for i in differing:
             self.node(o[i], n[i], steps[i], ends[i])
 
     def aligned(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
-                steps: tuple[_Steps, _Steps]) -> None:
-        """Children whose names differ: aligned by equal subtrees, then paired by name."""
-        o_keys, n_keys = [_key(c) for c in o], [_key(c) for c in n]
+                steps: tuple[_Steps, _Steps], known: dict[int, tuple[bytes, bytes]] | None = None) -> None:
+        """Children whose names differ: aligned by equal subtrees, then paired by name.
+        `known`: keys already made, by position (old, new)."""
+        known = known or {}
+        o_keys = [known[i][0] if i in known else _key(c) for i, c in enumerate(o)]
+        n_keys = [known[j][1] if j in known else _key(c) for j, c in enumerate(n)]
         o_names, n_names = names
         o_steps, n_steps = steps
         # Align equal subtrees first, like lines in a text diff: an inserted row must not
@@ -269,8 +276,7 @@ class _Differ:
             steps: tuple[_Steps, _Steps], span: tuple[int, int, int, int]) -> None:
         """A replaced run of children: pair them by name, the rest is missing or added."""
         a, b, c, d = span
-        matcher = difflib.SequenceMatcher(None, names[0][a:b], names[1][c:d], autojunk=False)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        for tag, i1, i2, j1, j2 in _name_opcodes(names[0][a:b], names[1][c:d]):
             if tag == "equal":
                 for i, j in zip(range(a + i1, a + i2), range(c + j1, c + j2)):
                     self.node(o[i], n[j], steps[0][i])
@@ -279,6 +285,29 @@ class _Differ:
                 self.add(steps[0][i], "field_missing", outer(o[i]), None)
             for j in range(c + j1, c + j2):
                 self.add(steps[1][j], "field_added", None, outer(n[j]))
+
+
+def _name_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib opcodes over two lists of names, without its quadratic case: a run of rows all
+    named `tr` is paired position by position, and only a short middle is searched."""
+    lo = 0
+    while lo < min(len(old), len(new)) and old[lo] == new[lo]:
+        lo += 1
+    hi = 0
+    while hi < min(len(old), len(new)) - lo and old[-1 - hi] == new[-1 - hi]:
+        hi += 1
+    ops = [("equal", 0, lo, 0, lo)] if lo else []
+    middle_old, middle_new = old[lo:len(old) - hi], new[lo:len(new) - hi]
+    if middle_old or middle_new:
+        if len(middle_old) * len(middle_new) > 40_000:
+            ops.append(("replace", lo, len(old) - hi, lo, len(new) - hi))
+        else:
+            matcher = difflib.SequenceMatcher(None, middle_old, middle_new, autojunk=False)
+            ops += [(tag, i1 + lo, i2 + lo, j1 + lo, j2 + lo)
+                    for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
+    if hi:
+        ops.append(("equal", len(old) - hi, len(old), len(new) - hi, len(new)))
+    return ops
 
 
 def _xml_attributes(el: Any) -> dict[str, str]:
@@ -303,18 +332,29 @@ class _Steps:
     """The location of each child, made when asked for: its name, indexed among same-named
     siblings when the name repeats (a page has hundreds of rows; few are ever named)."""
 
-    __slots__ = ("names", "loc", "counts")
+    __slots__ = ("names", "loc", "counts", "_index")
 
     def __init__(self, names: list[str], loc: str) -> None:
         self.names, self.loc = names, loc
         self.counts = Counter(names)
+        self._index: list[int] | None = None
 
     def __getitem__(self, i: int) -> str:
         name = self.names[i]
         step = join_location(self.loc, name)
         if self.counts[name] > 1 or name == "text":
-            step = f"{step}[{self.names[:i].count(name)}]"
+            step = f"{step}[{self.index()[i]}]"
         return step
+
+    def index(self) -> list[int]:
+        """Each child's position among the siblings of its name."""
+        if self._index is None:
+            seen: Counter[str] = Counter()
+            self._index = []
+            for name in self.names:
+                self._index.append(seen[name])
+                seen[name] += 1
+        return self._index
 
 
 def outer(el: Any, limit: int = MAX_VALUE_CHARS) -> str:
@@ -323,8 +363,6 @@ def outer(el: Any, limit: int = MAX_VALUE_CHARS) -> str:
     >>> outer(parse_markup("<p class=x>Hi</p>", "html")[1][0][0])
     '<p class="x">Hi</p>'
     """
-    from lxml import etree
-
     return _cut(etree.tostring(el, with_tail=False, encoding="unicode"), limit)
 
 
