@@ -189,3 +189,15 @@ def test_rules_suggest_learns_a_mask_for_the_timing_per_endpoint(changed_run, ca
                          config=out / "suggested-rules.toml")
     assert {s[1] for s in _keys(summary["signatures"])} == {
         f"{CELL}.text", f"{CELL}@class", "body.html.head.link[*]@href", 'body.after["--------"]'}
+
+
+def test_the_html_report_shows_the_changed_region_side_by_side_escaped(changed_run):
+    _, out, _ = changed_run
+    html = (out / "report.html").read_text()
+    assert "Affected region" in html and 'class="sxs"' in html
+    region = html[html.index("Affected region"):]
+    region = region[:region.index("</table>")]
+    # old's cell on the left, new's on the right, as escaped markup text
+    assert "&lt;td&gt;" in region and "&lt;td class=&#34;price&#34;&gt;" in region
+    assert region.index("€") < region.index(" EUR")
+    assert "<td>€" not in html  # never the captured markup itself
