@@ -30,9 +30,11 @@ Kinds and values (`Divergence.old` / `.new`, always plain JSON-serializable valu
 - `order_changed`: a list with the same elements in another order; one divergence at the
   list, old/new = the lists (summarized when large).
 - Text bodies (a string at a top-level key such as `body`, when either side has a newline
-  or is longer than 200 characters): one `body_changed`; old/new are excerpts of the first
-  differing line, `"line 12: <text>"`. Reports wanting the whole story call
-  `text_diff(old, new)` for a bounded unified diff.
+  or is longer than 200 characters): HTML and XML element by element (markup.py), other
+  text hunk by hunk (texthunks.py), with JSON's kinds at locations inside the body. Only
+  when neither applies (no line in common, unparseable, JSON sent as a string): one
+  `body_changed`; old/new are excerpts of the first differing line, `"line 12: <text>"`.
+  Reports wanting the whole story call `text_diff(old, new)` for a bounded unified diff.
 - Binary bodies (`{"$binary": {"sha256", "length"}}`): `length_changed` when the lengths
   differ, else `body_changed`; old/new are `"sha256:<12 hex> (<n> bytes)"`.
 
