@@ -31,12 +31,12 @@ class LineMap:
         self.to_new = [-1] * (len(old_lines) + 2)
         if max(len(old_lines), len(new_lines)) > MAX_LINES:
             return
-        matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-        for tag, i1, i2, j1, _ in matcher.get_opcodes():
+        ops = _line_opcodes(old_lines, new_lines)
+        for tag, i1, i2, j1, _ in ops:
             if tag == "equal":
                 self.dirty[i1 + 1:i2 + 1] = bytes(i2 - i1)
                 self.to_new[i1 + 1:i2 + 1] = range(j1 + 1, j1 + 1 + i2 - i1)
-        for tag, i1, i2, _, _ in matcher.get_opcodes():
+        for tag, i1, i2, _, _ in ops:
             if tag != "equal":
                 # Lines around an insertion point are touched too: an element ending on the
                 # line before it may have gained children there.
@@ -51,6 +51,24 @@ class LineMap:
         if start >= len(self.to_new) or self.to_new[start] != n.sourceline:
             return False
         return not any(self.dirty[start:o_end + 1])
+
+
+def _line_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes, fast on canonical markup (one `</td>` line per cell): the common
+    start and end are cut off first, and lines frequent enough to be junk anchor nothing.
+    A line left out of an equal block only means less pruning, never a wrong answer."""
+    lo, most = 0, min(len(old), len(new))
+    while lo < most and old[lo] == new[lo]:
+        lo += 1
+    hi = 0
+    while hi < most - lo and old[-1 - hi] == new[-1 - hi]:
+        hi += 1
+    ops = [("equal", 0, lo, 0, lo)] if lo else []
+    matcher = difflib.SequenceMatcher(None, old[lo:len(old) - hi], new[lo:len(new) - hi])
+    ops += [(tag, i1 + lo, i2 + lo, j1 + lo, j2 + lo) for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
+    if hi:
+        ops.append(("equal", len(old) - hi, len(old), len(new) - hi, len(new)))
+    return ops
 
 
 def spans_end(children: list[Any], parent_end: int | None) -> list[int | None]:
