@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shadowdiff.compare.diff import compare
 from shadowdiff.compare.markup import MAX_DIVERGENCES, body_format, markup_divergences
@@ -161,3 +163,31 @@ def test_line_map_prunes_only_unchanged_text() -> None:
     o_foot, n_foot = o[1][1], n[1][1]
     assert lines.same(o_head, n_head, o[1].sourceline)
     assert not lines.same(o_foot, n_foot, old.count("\n") + 1)
+
+
+_MARKUP = st.lists(st.sampled_from(list("<>/=\"' \n&;!?-abcdpx") + ["<p>", "</p>", "<li>", "<?xml ",
+                                                                   "<!--", "-->", "xmlns:a='u'"]),
+                   max_size=60).map("".join)
+
+
+@given(_MARKUP, _MARKUP, st.sampled_from(["html", "xml"]))
+def test_markup_never_raises_and_equal_texts_never_differ(old: str, new: str, fmt: str) -> None:
+    out = markup_divergences(old, new, fmt)
+    assert out is None or all(kind in ("value_changed", "field_added", "field_missing", "order_changed")
+                              for _, kind, *_ in out)
+    assert markup_divergences(old, old, fmt) in (None, [])
+    for loc, *_ in out or []:
+        parse_location(loc)  # every location is well-formed
+
+
+@given(st.lists(st.sampled_from(["a", "b 1", "b 2", "", "  x  ", "Query took 3ms"]), max_size=12),
+       st.lists(st.sampled_from(["a", "b 1", "b 3", "", "y", "Query took 4ms"]), max_size=12))
+def test_text_hunks_cover_every_changed_line(old: list[str], new: list[str]) -> None:
+    from shadowdiff.compare.texthunks import text_hunks
+
+    out = text_hunks("\n".join(old), "\n".join(new))
+    if out is None:
+        return
+    for loc, kind, o, n in out:
+        parse_location(loc)
+        assert (o is None) == (kind == "field_added") and (n is None) == (kind == "field_missing")
