@@ -59,7 +59,7 @@ def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
     kept: list[Divergence] = []
     suppressed: list[Divergence] = []
     for d in divergences:
-        if is_hunk_location(d.location):
+        if is_hunk_location(d.location) and _in_text(trees[0], d.location):
             rest, noisy_part = hunks.mask(d)
             kept.extend([rest] if rest is not None else [])
             suppressed.extend(noisy_part)
@@ -75,6 +75,13 @@ def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
                 continue
         suppressed.append(d)
     return kept, suppressed
+
+
+def _in_text(tree: Tree, location: str) -> bool:
+    """True when `location` points inside a text body (old's value at its root is a string),
+    not at a JSON key that happens to be named `after`."""
+    root = location.split(".", 1)[0].split("[", 1)[0]
+    return isinstance(tree.get(root), str) if isinstance(tree, dict) else False
 
 
 def _at(tree: Tree, location: str) -> Any:

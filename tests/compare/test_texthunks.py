@@ -39,6 +39,9 @@ def test_context_keys_fold_digits_and_whitespace() -> None:
     assert len(context_key("x" * 200)) == 60
 
 
+TEXT = {"status": 200, "header": {}, "body": "(a text body)"}
+
+
 def d(location: str, old: str, new: str, kind: str = "value_changed") -> Divergence:
     return Divergence("GET /r", location, kind, old, new)
 
@@ -46,7 +49,7 @@ def d(location: str, old: str, new: str, kind: str = "value_changed") -> Diverge
 def test_a_merged_hunk_loses_only_the_replicas_lines() -> None:
     real = d('body.after["--"]', "rows: 12\nQuery took 2.1ms", "Total rows: 12\nQuery took 4.7ms")
     noise = d('body.after["rows: #"]', "Query took 2.1ms", "Query took 3.3ms")
-    kept, suppressed = mask_noise([real], [noise], ({}, {}, {}))
+    kept, suppressed = mask_noise([real], [noise], (TEXT, TEXT, TEXT))
     assert kept == [d('body.after["--"]', "rows: 12", "Total rows: 12")]
     assert suppressed == [d('body.after["rows: #"]', "Query took 2.1ms", "Query took 4.7ms")]
 
@@ -55,8 +58,15 @@ def test_a_hunk_the_replica_showed_is_masked_and_others_are_kept() -> None:
     timing = d('body.after["--"]', "Query took 2.1ms", "Query took 4.7ms")
     other = d('body.after["alpha #"]', "beta 2", "beta 3")
     replica = d('body.after["--"]', "Query took 2.1ms", "Query took 0.9ms")
-    kept, suppressed = mask_noise([timing, other], [replica], ({}, {}, {}))
+    kept, suppressed = mask_noise([timing, other], [replica], (TEXT, TEXT, TEXT))
     assert kept == [other] and suppressed == [d('body.after["--"]', "Query took 2.1ms", "Query took 4.7ms")]
     # an inserted hunk at the same place is masked only when it is the same insertion
     added = Divergence("GET /r", 'body.after["--"]', "field_added", None, "x")
     assert HunkNoise([replica]).mask(added) == (added, [])
+
+
+def test_a_json_key_named_after_is_masked_as_json() -> None:
+    json_tree = {"status": 200, "header": {}, "body": {"after": {"x y": 1}}}
+    real = Divergence("GET /r", 'body.after["x y"]', "value_changed", 1, 2)
+    noise = Divergence("GET /r", 'body.after["x y"]', "value_changed", 1, 3)
+    assert mask_noise([real], [noise], (json_tree, json_tree, json_tree)) == ([], [real])
