@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from shadowdiff.model import Divergence
 from shadowdiff.paths import join_location
@@ -68,7 +68,7 @@ def text_hunks(old: str, new: str, loc: str = "body") -> list[Found] | None:
     return out
 
 
-def hunk_location(lines: list[str], ops: list[Opcode], k: int, loc: str) -> str:
+def hunk_location(lines: list[str], ops: Sequence[Opcode], k: int, loc: str) -> str:
     """The location of hunk `k`: after the nearest unchanged line above, else before the
     nearest one below."""
     for tag, i1, i2, _, _ in reversed(ops[:k]):

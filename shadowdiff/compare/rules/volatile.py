@@ -64,7 +64,7 @@ def _pattern(old: str, new: str) -> str | None:
         return None
     differing = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
     parts: list[str] = []
-    for i, (x, y) in enumerate(zip(a, b)):
+    for x, y in zip(a, b):
         if x == y:
             parts.append(_escape(x))
             continue
