@@ -48,7 +48,7 @@ MAX_VALUE_CHARS = 500
 #: Past this many divergences in one body, only new signatures are still reported, and
 #: elements like ones already visited (`tr[*]`) are not descended: a page redesign must not
 #: make one exchange carry thousands of divergences, nor cost a second.
-MAX_DIVERGENCES = 100
+MAX_DIVERGENCES = 50  # as many as an example exchange keeps (rank/tally.py)
 #: Bodies longer than this are not parsed (libxml2 would, but the diff would cost too much).
 MAX_MARKUP_CHARS = 4_000_000
 
@@ -267,8 +267,11 @@ class _Differ:
         o_steps, n_steps = steps
         # Align equal subtrees first, like lines in a text diff: an inserted row must not
         # make every row after it look changed.
-        matcher = difflib.SequenceMatcher(None, o_keys, n_keys, autojunk=False)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if set(o_keys).isdisjoint(n_keys):  # nothing to align on: one replaced run
+            opcodes = [("replace", 0, len(o), 0, len(n))]
+        else:
+            opcodes = difflib.SequenceMatcher(None, o_keys, n_keys, autojunk=False).get_opcodes()
+        for tag, i1, i2, j1, j2 in opcodes:
             if tag != "equal":
                 self.run(o, n, (o_names, n_names), (o_steps, n_steps), (i1, i2, j1, j2))
 
