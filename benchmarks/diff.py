@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/diff.py [--seconds 0.3]
 
+Then 60 KB HTML pages (issue 16): identical bodies through the judge's bytes-equal fast
+path, and differing pages compared node by node (both sides parsed, no cache) beside a
+difflib line diff of the same pair, as a ratio measured in the same run.
+
 Each case is timed for about `--seconds` (compare) and a few dozen calls (DeepDiff, which is
 ~100x slower), in the same run, so the ratio holds whatever the machine's load. A last line
 times normalize() on the same documents with a few typical rules.
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import re
 import time
 from typing import Any, Callable
@@ -18,7 +23,12 @@ from typing import Any, Callable
 import orjson
 from deepdiff import DeepDiff
 
+from shadowdiff.compare import markup
 from shadowdiff.compare.diff import compare
+from shadowdiff.compare.judge import compare_responses
+from shadowdiff.config import Config
+from shadowdiff.model import Response
+from shadowdiff.protocols.http.plugin import PROTOCOL
 from shadowdiff.compare.normalize import Mask, Rules, normalize
 
 
@@ -51,6 +61,48 @@ def cases() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     two = copy.deepcopy(one)
     two["body"]["meta"]["total"] = 241
     return {"identical": (old, copy.deepcopy(old)), "1 field": (old, one), "2 fields": (old, two)}
+
+
+def make_page(rows: int = 420, timing: str = "2.145", price: str = "€{p}", sep: str = "\n") -> bytes:
+    """A ~60 KB template-like HTML page: a head, a nav, a table of `rows` rows, a timed footer."""
+    cells = sep.join(f'<tr id="row-{i}" class="item"><td class="sku">SKU-{i:05d}</td>'
+                     f"<td>Item number {i} with a longer name</td>"
+                     f'<td class="price">{price.format(p=f"{(i + 1) * 3.17:.2f}")}</td></tr>'
+                     for i in range(rows))
+    page = sep.join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>Catalog</title>',
+        '<link rel="stylesheet" href="/static/site.css"><link rel="icon" href="/favicon.ico"></head>',
+        '<body><header><nav><a href="/">Home</a> <a href="/shop">Shop</a></nav></header>',
+        '<main><h1>Catalog</h1><table class="items"><tbody>', cells, "</tbody></table></main>",
+        f"<footer><p>Copyright 2024</p><p>Contact</p><p>Query took {timing}ms</p></footer>",
+        "</body></html>"])
+    return page.encode()
+
+
+def html_cases() -> dict[str, tuple[bytes, bytes]]:
+    """(old, new) page pairs: identical; timing + one cell; timing + every price (a template edit)."""
+    old = make_page()
+    one = old.replace(b"Item number 200 ", b"Item no. 200 ").replace(b"2.145ms", b"3.9ms")
+    return {"identical": (old, bytes(old)), "timing+cell": (old, one),
+            "template": (old, make_page(timing="3.9", price="{p} EUR")),
+            "minified": (make_page(sep=""), make_page(sep="").replace(b"2.145ms", b"3.9ms"))}
+
+
+def bench_html(seconds: float) -> None:
+    config = Config()
+    headers = (("Content-Type", "text/html; charset=utf-8"),)
+    print(f"{'html page':<12} {'KB':>4} {'compare ms':>11} {'found':>6} {'difflib ms':>11} {'ratio':>6}")
+    for name, (old_body, new_body) in html_cases().items():
+        old, new = Response(200, headers, old_body), Response(200, headers, new_body)
+
+        def ours() -> list[Any]:
+            markup._CACHE.clear()  # both pages parsed every time: a fresh pair
+            return compare_responses(old, new, "GET /catalog", PROTOCOL, config)
+        old_lines, new_lines = old_body.decode().splitlines(), new_body.decode().splitlines()
+        cost = per_call(ours, seconds, 2000)
+        theirs = per_call(lambda: list(difflib.unified_diff(old_lines, new_lines)), seconds, 2000)
+        print(f"{name:<12} {len(old_body) / 1024:>4.0f} {cost * 1e3:>11.3f} {len(ours()):>6}"
+              f" {theirs * 1e3:>11.3f} {cost / theirs:>5.1f}x")
 
 
 def per_call(fn: Callable[[], Any], seconds: float, max_calls: int) -> float:
@@ -88,6 +140,7 @@ def main() -> None:
     defaults = Rules()
     cost = per_call(lambda: normalize(old, defaults), args.seconds, 200_000)
     print(f"normalize (default rules: headers only): {cost * 1e6:.1f} µs/tree")
+    bench_html(args.seconds)
 
 
 if __name__ == "__main__":

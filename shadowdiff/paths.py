@@ -5,6 +5,7 @@
     header.*                 `*` any one step (a key or an index)
     body.**.created_at       `**` zero or more steps
     body["odd key"]          a key that is not an identifier, JSON-quoted
+    body.html.head.link[1]@href   `@name` an attribute of a markup element (the key "@name")
 
 Locations (what diff reports) and path patterns (what rules match) share this syntax;
 normalize, diff and the reports use these functions so they always agree.
@@ -22,6 +23,8 @@ Key = Union[str, int]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _INDEX = re.compile(r"\d+")
+# Attribute names of HTML and XML elements (`@href`, `@xml:lang`); others are JSON-quoted.
+_ATTR = re.compile(r"@[A-Za-z_:][A-Za-z0-9_.:-]*")
 
 # Step kinds of a compiled path pattern.
 KEY, POS, ANY, ANY_INDEX, DEEP = "key", "index", "*", "[*]", "**"
@@ -120,6 +123,16 @@ def join_location(prefix: str, key: Key) -> str:
     return f"{prefix}[{json.dumps(key if isinstance(key, str) else str(key))}]"
 
 
+def join_attribute(prefix: str, name: str) -> str:
+    """Extend a markup location by an attribute: `@href`, or `["@odd name"]`.
+
+    >>> join_attribute("body.html.head.link[1]", "href")
+    'body.html.head.link[1]@href'
+    """
+    key = "@" + name
+    return prefix + key if _ATTR.fullmatch(key) else join_location(prefix, key)
+
+
 def _parse(text: str) -> tuple[Step, ...]:
     if not text:
         raise ValueError("invalid path pattern '': it is empty")
@@ -128,6 +141,8 @@ def _parse(text: str) -> tuple[Step, ...]:
     while pos < len(text):
         if text[pos] == "[":
             pos, step = _parse_bracket(text, pos)
+        elif text[pos] == "@" and steps:
+            pos, step = _parse_attribute(text, pos)
         else:
             if steps:
                 if text[pos] != ".":
@@ -148,9 +163,19 @@ def _parse_name(text: str, pos: int) -> tuple[int, Step]:
         if m is None:
             raise _syntax(text, pos, "expected a name, '*' or '**'")
         end, step = m.end(), (KEY, m.group())
-    if end < len(text) and text[end] not in ".[":
-        raise _syntax(text, end, "expected '.' or '[' after a step")
+    if end < len(text) and text[end] not in ".[@":
+        raise _syntax(text, end, "expected '.', '[' or '@' after a step")
     return end, step
+
+
+def _parse_attribute(text: str, pos: int) -> tuple[int, Step]:
+    # `a@href` is the key "@href" under `a`: the same key `a["@href"]` names.
+    m = _ATTR.match(text, pos)
+    if m is None:
+        raise _syntax(text, pos + 1, "expected an attribute name after '@'")
+    if m.end() < len(text) and text[m.end()] not in ".[@":
+        raise _syntax(text, m.end(), "expected '.', '[' or '@' after a step")
+    return m.end(), (KEY, m.group())
 
 
 def _parse_bracket(text: str, pos: int) -> tuple[int, Step]:

@@ -30,9 +30,11 @@ Kinds and values (`Divergence.old` / `.new`, always plain JSON-serializable valu
 - `order_changed`: a list with the same elements in another order; one divergence at the
   list, old/new = the lists (summarized when large).
 - Text bodies (a string at a top-level key such as `body`, when either side has a newline
-  or is longer than 200 characters): one `body_changed`; old/new are excerpts of the first
-  differing line, `"line 12: <text>"`. Reports wanting the whole story call
-  `text_diff(old, new)` for a bounded unified diff.
+  or is longer than 200 characters): HTML and XML element by element (markup.py), other
+  text hunk by hunk (texthunks.py), with JSON's kinds at locations inside the body. Only
+  when neither applies (no line in common, unparseable, JSON sent as a string): one
+  `body_changed`; old/new are excerpts of the first differing line, `"line 12: <text>"`.
+  Reports wanting the whole story call `text_diff(old, new)` for a bounded unified diff.
 - Binary bodies (`{"$binary": {"sha256", "length"}}`): `length_changed` when the lengths
   differ, else `body_changed`; old/new are `"sha256:<12 hex> (<n> bytes)"`.
 
@@ -54,6 +56,8 @@ from deepdiff.helper import notpresent
 
 from shadowdiff.model import Divergence
 from shadowdiff.compare.normalize import canonical_keys, deep_call
+from shadowdiff.compare.markup import body_format, markup_divergences
+from shadowdiff.compare.texthunks import text_hunks
 from shadowdiff.paths import join_location
 
 #: Longest string quoted in a divergence.
@@ -122,16 +126,18 @@ def text_diff(old: str, new: str, *, context: int = 3, max_lines: int = 40) -> s
 class _Differ:
     """Collects the divergences of one pair while descending both trees."""
 
-    __slots__ = ("endpoint", "out")
+    __slots__ = ("endpoint", "out", "content_type")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.out: list[Divergence] = []
+        self.content_type: str | None = None  # old's (else new's), to tell HTML from text
 
     def add(self, location: str, kind: str, old: Any, new: Any) -> None:
         self.out.append(Divergence(self.endpoint, location, kind, old, new))
 
     def trees(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        self.content_type = _content_type(old) or _content_type(new)
         for key in _union_keys(old, new):
             o, n = old.get(key, _ABSENT), new.get(key, _ABSENT)
             if o is not _ABSENT and n is not _ABSENT and _same(o, n):
@@ -168,9 +174,24 @@ class _Differ:
         elif o_bin is not None or n_bin is not None:
             self.add(loc, "type_changed", _display(o), _display(n))
         elif type(o) is str and type(n) is str and (_is_text(o) or _is_text(n)):
-            self.add(loc, "body_changed", *_text_excerpts(o, n))
+            if not self.text(o, n, loc):
+                self.add(loc, "body_changed", *_text_excerpts(o, n))
         else:
             self.value(o, n, loc)
+
+    def text(self, o: str, n: str, loc: str) -> bool:
+        """HTML and XML node by node, other text hunk by hunk (markup.py, texthunks.py), so
+        a volatile node masks only itself; False when neither applies (then: body_changed)."""
+        fmt = body_format(o, self.content_type)
+        if fmt is None:
+            return False  # JSON sent as a string: compared as before
+        found = markup_divergences(o, n, fmt, loc) if fmt != "text" else None
+        if found is None:
+            found = text_hunks(o, n, loc)
+        if not found:
+            return False
+        self.out.extend(Divergence(self.endpoint, *entry) for entry in found)
+        return True
 
     def value(self, o: Any, n: Any, loc: str) -> None:
         """Two values known to differ (or to be equal only by Python's looser rules)."""
@@ -449,6 +470,12 @@ def _common_prefix(a: str, b: str) -> int:
 
 def _union_keys(old: dict[Any, Any], new: dict[Any, Any]) -> list[Any]:
     return list(old) + [k for k in new if k not in old]
+
+
+def _content_type(tree: dict[str, Any]) -> str | None:
+    header = tree.get("header")
+    value = header.get("content-type") if isinstance(header, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _dict_or_absent(value: Any) -> bool:

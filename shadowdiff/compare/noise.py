@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shadowdiff.compare.texthunks import HunkNoise, is_hunk_location
 from shadowdiff.model import Divergence, Signature, id_order, signature_location
 from shadowdiff.paths import parse_location
 
@@ -57,9 +58,15 @@ def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
     if not noise or not divergences:
         return list(divergences), []
     noisy = {(d.location, d.kind) for d in noise}
+    hunks = HunkNoise(noise)  # text hunks are masked line by line (texthunks.py)
     kept: list[Divergence] = []
     suppressed: list[Divergence] = []
     for d in divergences:
+        if is_hunk_location(d.location) and _in_text(trees[0], d.location):
+            rest, noisy_part = hunks.mask(d)
+            kept.extend([rest] if rest is not None else [])
+            suppressed.extend(noisy_part)
+            continue
         if (d.location, d.kind) not in noisy:
             kept.append(d)
             continue
@@ -71,6 +78,13 @@ def mask_noise(divergences: Sequence[Divergence], noise: Sequence[Divergence],
                 continue
         suppressed.append(d)
     return kept, suppressed
+
+
+def _in_text(tree: Tree, location: str) -> bool:
+    """True when `location` points inside a text body (old's value at its root is a string),
+    not at a JSON key that happens to be named `after`."""
+    root = location.split(".", 1)[0].split("[", 1)[0]
+    return isinstance(tree.get(root), str) if isinstance(tree, dict) else False
 
 
 def _at(tree: Tree, location: str) -> Any:

@@ -31,11 +31,12 @@ from shadowdiff.model import DIVERGENCE_KINDS, USAGE_SOURCES, signature_location
 from shadowdiff.report.markdown import example_sides, noise_intro, suppressed_by
 from shadowdiff.report.text import format_pct
 from shadowdiff.report.nightly_html import nightly_view
+from shadowdiff.report.region import region_view
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
 #: One step of a location after its root: `.name`, `[3]`, `[*]` or `["any key"]`.
-_STEP = re.compile(r'\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+|\*)\]|\[("(?:[^"\\]|\\.)*")\]')
+_STEP = re.compile(r'\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+|\*)\]|\[("(?:[^"\\]|\\.)*")\]|(@[A-Za-z_:][A-Za-z0-9_.:-]*)')
 _ROOT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _WILDCARD = object()  # `[*]` in a signature location: any index
 
@@ -178,6 +179,7 @@ def _drill_view(s: Mapping[str, Any], example: Mapping[str, Any], max_lines: int
             "body": _cap(_text_lines(request.get("body", "")), set(), max_lines),
         },
         "divergences": divergences,
+        "region": region_view(example, focus),  # markup/text: the change, old beside new
         "old": _side_view(old, marks, old_lines),
         "new": _side_view(new, marks, new_lines),
     }
@@ -229,8 +231,10 @@ def parse_location(location: str) -> Path_ | None:
         m = _STEP.match(location, pos)
         if m is None:
             return None
-        name, index, quoted = m.groups()
-        if name is not None:
+        name, index, quoted, attribute = m.groups()
+        if attribute is not None:  # a markup attribute (paths.py): the key "@name"
+            steps.append(attribute)
+        elif name is not None:
             steps.append(name)
         elif index is not None:
             steps.append(_WILDCARD if index == "*" else int(index))

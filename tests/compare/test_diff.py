@@ -201,11 +201,11 @@ def test_deepdiff_results_follow_json_equality(deepdiff_calls: list[Any]) -> Non
 
 
 def test_text_body_changed_reports_the_first_differing_line() -> None:
+    # HTML and line-wise text bodies are compared at a finer grain (tests/compare/test_markup.py)
     old, new = "<html>\n<p>a</p>\n<p>b</p>\n", "<html>\n<p>A</p>\n<p>b</p>\n"
-    assert found(tree(old), tree(new)) == [("body", "body_changed", "line 2: <p>a</p>", "line 2: <p>A</p>")]
-    assert found(tree("a\nb\n"), tree("a\nb\nc\n")) == [
-        ("body", "body_changed", "line 3: <end of text>", "line 3: c")
-    ]
+    assert found(tree(old), tree(new)) == [("body.html.body.p[0].text", "value_changed", "a", "A")]
+    assert found(tree("a\nb\n"), tree("a\nb\nc\n")) == [("body.after.b", "field_added", None, "c")]
+    assert found(tree("a\nb\n"), tree("x\ny\n")) == [("body", "body_changed", "line 1: a", "line 1: x")]
     assert found(tree("a\nb\n"), tree("a\r\nb\n")) == [
         ("body", "body_changed", "line 1: 'a\\n'", "line 1: 'a\\r\\n'")
     ]

@@ -18,6 +18,7 @@ carries a comment with its evidence; a rule proposed for two or more endpoints g
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,10 +26,13 @@ from typing import Any
 
 from shadowdiff.compare.rules.presets import preset
 from shadowdiff.compare.rules.text import collapse_whitespace, header_set
+from shadowdiff.compare.rules.volatile import mask_name, volatile_pattern
+from shadowdiff.compare.texthunks import is_hunk_location
 
 #: Presets tried in this order: the most specific first.
 _PRESET_ORDER = ("uuid", "ulid", "jwt", "iso-datetime", "iso-date", "http-date", "unix-time",
                  "hex-token", "ipv4")
+_QUOTED = re.compile(r'\["(?:[^"\\]|\\.)*"\]')
 #: A numeric tolerance is proposed only when the samples differ by at most this fraction.
 _MAX_RELATIVE = 0.05
 
@@ -68,7 +72,9 @@ def _propose(entry: dict[str, Any], samples: list[list[Any]], why: str,
             or location in ("status", "outcome"):
         return []
     rule = _rule_for(location, kind, samples)
-    if rule is None or (require_volatile and rule[0] != "masks"):
+    # A learned pattern needs the replica's evidence: old vs new text differing in numbers
+    # may be the very change the run is looking for.
+    if rule is None or (require_volatile and (rule[0] != "masks" or "pattern" in rule[1])):
         return []
     seen.add((endpoint, location))
     return [Proposal(endpoint, rule[0], rule[1], f"{endpoint} {location}: {why}")]
@@ -85,6 +91,8 @@ def _rule_for(location: str, kind: str, samples: list[list[Any]]) -> tuple[str, 
     if kind == "order_changed":
         return "unordered", location
     strings = [p for p in pairs if all(isinstance(v, str) for v in p)]
+    if pairs and len(strings) == len(pairs) and in_text_body(location):
+        return _text_body_rule(location, strings)
     if pairs and len(strings) == len(pairs):
         return _string_rule(location, kind, strings)
     if pairs and all(_number(a) and _number(b) for a, b in pairs):
@@ -108,6 +116,31 @@ def _string_rule(location: str, kind: str, pairs: list[list[str]]) -> tuple[str,
     if all(collapse_whitespace(a) == collapse_whitespace(b) for a, b in pairs):
         return "whitespace_insensitive", location
     return "ignore_paths", location
+
+
+def in_text_body(location: str) -> bool:
+    """True for a location inside an HTML, XML or text body (compare/markup.py, texthunks.py):
+    an element's text or attribute, or a text hunk. Such a body is one string in the tree."""
+    bare = _QUOTED.sub("", location)  # `body["@id"]` is a JSON key (JSON-LD), `p@id` an attribute
+    return is_hunk_location(location) or location.startswith(("body.html.", 'body["!doctype"]')) \
+        or "@" in bare or (location.startswith("body.") and location.endswith(".text"))
+
+
+def _text_body_rule(location: str, pairs: list[list[str]]) -> tuple[str, Any] | None:
+    """A mask on the whole body: a ready-made one, else one learned from the samples. Paths
+    cannot name a node inside a string, so the regex's literal context keeps it narrow.
+    The location stays in `paths` too: in a JSON body, `body.note.text` is a real leaf."""
+    paths = ["body"] if location.startswith("body.html.") or is_hunk_location(location) \
+        else ["body", location]
+    for name in _PRESET_ORDER:
+        pattern = preset(name)
+        if all(pattern.search(a) and pattern.search(b)
+               and pattern.sub("<m>", a) == pattern.sub("<m>", b) for a, b in pairs):
+            return "masks", {"name": name, "paths": paths}
+    learned = volatile_pattern(pairs)
+    if learned is None:
+        return None  # never ignore the whole body on a guess
+    return "masks", {"name": mask_name(learned), "pattern": learned, "paths": paths}
 
 
 def _number(value: Any) -> bool:

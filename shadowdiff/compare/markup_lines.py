@@ -1,0 +1,82 @@
+"""Which elements of two markup texts cannot differ, from a line diff of their sources.
+
+Used by markup.py to skip equal subtrees without serializing them: on a 60 KB page whose
+footer and one table cell changed, serializing every child on the way down (the only other
+way to know an element is unchanged) costs more than the parse.
+
+An old element's source spans from its own line to the line where the next element after
+its subtree starts (inclusive: elements share lines in minified markup). If no line of that
+span changed, and the new element starts on the line the old one's start maps to, both were
+parsed from the same text in the same place, so they are the same subtree.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+#: libxml2 may clamp line numbers past 65535: spans there mean nothing, so no pruning.
+MAX_LINES = 65_000
+
+
+class LineMap:
+    """Changed lines of the old text and where its unchanged lines are in the new one."""
+
+    __slots__ = ("dirty", "to_new")
+
+    def __init__(self, old: str, new: str) -> None:
+        old_lines, new_lines = old.split("\n"), new.split("\n")
+        # 1-based like sourceline; index 0 and the line after the end stay dirty.
+        self.dirty = bytearray(b"\x01") * (len(old_lines) + 2)
+        self.to_new = [-1] * (len(old_lines) + 2)
+        if max(len(old_lines), len(new_lines)) > MAX_LINES:
+            return
+        ops = _line_opcodes(old_lines, new_lines)
+        for tag, i1, i2, j1, _ in ops:
+            if tag == "equal":
+                self.dirty[i1 + 1:i2 + 1] = bytes(i2 - i1)
+                self.to_new[i1 + 1:i2 + 1] = range(j1 + 1, j1 + 1 + i2 - i1)
+        for tag, i1, i2, _, _ in ops:
+            if tag != "equal":
+                # Lines around an insertion point are touched too: an element ending on the
+                # line before it may have gained children there.
+                self.dirty[i1] = self.dirty[i2 + 1] = 1
+
+    def same(self, o: Any, n: Any, o_end: int | None) -> bool:
+        """True when old element `o` (whose span ends on line `o_end`) and new element `n`
+        were parsed from the same unchanged text."""
+        start = o.sourceline
+        if start is None or o_end is None or n.sourceline is None or o_end < start:
+            return False
+        if start >= len(self.to_new) or self.to_new[start] != n.sourceline:
+            return False
+        return not any(self.dirty[start:o_end + 1])
+
+
+def _line_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes, fast on canonical markup (one `</td>` line per cell): the common
+    start and end are cut off first, and lines frequent enough to be junk anchor nothing.
+    A line left out of an equal block only means less pruning, never a wrong answer."""
+    lo, most = 0, min(len(old), len(new))
+    while lo < most and old[lo] == new[lo]:
+        lo += 1
+    hi = 0
+    while hi < most - lo and old[-1 - hi] == new[-1 - hi]:
+        hi += 1
+    ops = [("equal", 0, lo, 0, lo)] if lo else []
+    matcher = difflib.SequenceMatcher(None, old[lo:len(old) - hi], new[lo:len(new) - hi])
+    ops += [(tag, i1 + lo, i2 + lo, j1 + lo, j2 + lo) for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
+    if hi:
+        ops.append(("equal", len(old) - hi, len(old), len(new) - hi, len(new)))
+    return ops
+
+
+def spans_end(children: list[Any], parent_end: int | None) -> list[int | None]:
+    """The last line of each child's span: where its next sibling starts, else the parent's end."""
+    ends: list[int | None] = []
+    for k in range(len(children)):
+        ends.append(children[k + 1].sourceline if k + 1 < len(children) else parent_end)
+    return ends
+
+
+__all__ = ["LineMap", "spans_end"]
