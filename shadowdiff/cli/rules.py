@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from shadowdiff.errors import ShadowdiffError
-from shadowdiff.compare.noise import NOISE_FILE, NOISE_FORMAT
+from shadowdiff.compare.noisefile import NOISE_FILE, NOISE_FORMAT
 from shadowdiff.compare.rules.suggest import render_toml, suggest
 
 

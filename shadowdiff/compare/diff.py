@@ -47,28 +47,35 @@ first, then keys only new has).
 from __future__ import annotations
 
 import difflib
-import math
 from typing import Any
 
-import orjson
 from deepdiff import DeepDiff
 from deepdiff.helper import notpresent
 
+from shadowdiff.compare.values import (
+    ABSENT,
+    MAX_VALUE_CHARS,
+    binary,
+    binary_label,
+    cut,
+    display,
+    json_same,
+    json_type,
+    leaf_same,
+    plain,
+    plain_or_none,
+)
 from shadowdiff.model import Divergence
 from shadowdiff.compare.normalize import canonical_keys, deep_call
 from shadowdiff.compare.markup import body_format, markup_divergences
 from shadowdiff.compare.texthunks import text_hunks
 from shadowdiff.paths import join_location
 
-#: Longest string quoted in a divergence.
-MAX_VALUE_CHARS = 500
 #: A top-level string longer than this (or with a newline) is compared as text.
 TEXT_THRESHOLD = 200
 #: Width of a text excerpt.
 EXCERPT_CHARS = 160
 
-_ABSENT: Any = object()
-_SORTED = orjson.OPT_SORT_KEYS
 
 # deepdiff report type -> our kind; added items are located by their index in new.
 _DEEPDIFF_KINDS = {
@@ -94,7 +101,7 @@ def compare(old: dict[str, Any], new: dict[str, Any], endpoint: str = "") -> lis
 
 
 def _compare(old: dict[str, Any], new: dict[str, Any], endpoint: str) -> list[Divergence]:
-    if old is new or _same(old, new):
+    if old is new or json_same(old, new):
         return []
     differ = _Differ(endpoint)
     differ.trees(old, new)
@@ -119,7 +126,7 @@ def text_diff(old: str, new: str, *, context: int = 3, max_lines: int = 40) -> s
             rest = sum(1 for _ in lines) + 1
             out.append(f"... ({rest} more diff lines)")
             break
-        out.append(_cut(line, MAX_VALUE_CHARS))
+        out.append(cut(line, MAX_VALUE_CHARS))
     return "\n".join(out)
 
 
@@ -139,40 +146,40 @@ class _Differ:
     def trees(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         self.content_type = _content_type(old) or _content_type(new)
         for key in _union_keys(old, new):
-            o, n = old.get(key, _ABSENT), new.get(key, _ABSENT)
-            if o is not _ABSENT and n is not _ABSENT and _same(o, n):
+            o, n = old.get(key, ABSENT), new.get(key, ABSENT)
+            if o is not ABSENT and n is not ABSENT and json_same(o, n):
                 continue
             loc = join_location("", key)
             if key == "status":
-                self.add(loc, "status_changed", _plain_or_none(o), _plain_or_none(n))
+                self.add(loc, "status_changed", plain_or_none(o), plain_or_none(n))
             elif key == "header" and _dict_or_absent(o) and _dict_or_absent(n):
-                self.headers({} if o is _ABSENT else o, {} if n is _ABSENT else n, loc)
-            elif o is _ABSENT:
-                self.add(loc, "field_added", None, _plain(n))
-            elif n is _ABSENT:
-                self.add(loc, "field_missing", _plain(o), None)
+                self.headers({} if o is ABSENT else o, {} if n is ABSENT else n, loc)
+            elif o is ABSENT:
+                self.add(loc, "field_added", None, plain(n))
+            elif n is ABSENT:
+                self.add(loc, "field_missing", plain(o), None)
             else:
                 self.top_value(o, n, loc)
 
     def headers(self, old: dict[str, Any], new: dict[str, Any], loc: str) -> None:
         for name in _union_keys(old, new):
-            o, n = old.get(name, _ABSENT), new.get(name, _ABSENT)
+            o, n = old.get(name, ABSENT), new.get(name, ABSENT)
             where = join_location(loc, name)
-            if n is _ABSENT:
-                self.add(where, "header_missing", _plain(o), None)
-            elif o is _ABSENT:
-                self.add(where, "header_added", None, _plain(n))
-            elif not _same(o, n):
-                self.add(where, "header_changed", _plain(o), _plain(n))
+            if n is ABSENT:
+                self.add(where, "header_missing", plain(o), None)
+            elif o is ABSENT:
+                self.add(where, "header_added", None, plain(n))
+            elif not json_same(o, n):
+                self.add(where, "header_changed", plain(o), plain(n))
 
     def top_value(self, o: Any, n: Any, loc: str) -> None:
         """A body-like value: binary and text get one divergence, JSON is descended."""
-        o_bin, n_bin = _binary(o), _binary(n)
+        o_bin, n_bin = binary(o), binary(n)
         if o_bin is not None and n_bin is not None:
             kind = "length_changed" if o_bin[1] != n_bin[1] else "body_changed"
-            self.add(loc, kind, _binary_label(o_bin), _binary_label(n_bin))
+            self.add(loc, kind, binary_label(o_bin), binary_label(n_bin))
         elif o_bin is not None or n_bin is not None:
-            self.add(loc, "type_changed", _display(o), _display(n))
+            self.add(loc, "type_changed", display(o), display(n))
         elif type(o) is str and type(n) is str and (_is_text(o) or _is_text(n)):
             if not self.text(o, n, loc):
                 self.add(loc, "body_changed", *_text_excerpts(o, n))
@@ -200,31 +207,31 @@ class _Differ:
             self.dicts(o, n, loc)
         elif to is list and tn is list:
             self.lists(o, n, loc)
-        elif _json_type(o) != _json_type(n):
-            self.add(loc, "type_changed", _display(o), _display(n))
-        elif not _leaf_same(o, n):
-            self.add(loc, "value_changed", _plain(o), _plain(n))
+        elif json_type(o) != json_type(n):
+            self.add(loc, "type_changed", display(o), display(n))
+        elif not leaf_same(o, n):
+            self.add(loc, "value_changed", plain(o), plain(n))
 
     def dicts(self, o: dict[str, Any], n: dict[str, Any], loc: str) -> None:
         for key, ov in o.items():
-            nv = n.get(key, _ABSENT)
-            if nv is _ABSENT:
-                self.add(join_location(loc, key), "field_missing", _plain(ov), None)
-            elif ov is not nv and not _same(ov, nv):
+            nv = n.get(key, ABSENT)
+            if nv is ABSENT:
+                self.add(join_location(loc, key), "field_missing", plain(ov), None)
+            elif ov is not nv and not json_same(ov, nv):
                 self.value(ov, nv, join_location(loc, key))
         for key, nv in n.items():
             if key not in o:
-                self.add(join_location(loc, key), "field_added", None, _plain(nv))
+                self.add(join_location(loc, key), "field_added", None, plain(nv))
 
     def lists(self, o: list[Any], n: list[Any], loc: str) -> None:
         if len(o) != len(n):
             self.add(loc, "length_changed", len(o), len(n))
             self.aligned(o, n, loc)
             return
-        differing = [i for i, (a, b) in enumerate(zip(o, n)) if a is not b and not _same(a, b)]
+        differing = [i for i, (a, b) in enumerate(zip(o, n)) if a is not b and not json_same(a, b)]
         # One differing position cannot be a reordering; two or more might be.
         if len(differing) > 1 and sorted(canonical_keys(o)) == sorted(canonical_keys(n)):
-            self.add(loc, "order_changed", _plain(o), _plain(n))
+            self.add(loc, "order_changed", plain(o), plain(n))
             return
         for i in differing:
             self.value(o[i], n[i], f"{loc}[{i}]")
@@ -235,10 +242,10 @@ class _Differ:
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():
             if tag == "delete":
                 for i in range(i1, i2):
-                    self.add(f"{loc}[{i}]", "field_missing", _plain(o[i]), None)
+                    self.add(f"{loc}[{i}]", "field_missing", plain(o[i]), None)
             elif tag == "insert":
                 for j in range(j1, j2):
-                    self.add(f"{loc}[{j}]", "field_added", None, _plain(n[j]))
+                    self.add(f"{loc}[{j}]", "field_added", None, plain(n[j]))
             elif tag == "replace":
                 self.deepdiff(o[i1:i2], n[j1:j2], loc, i1, j1)
 
@@ -268,12 +275,12 @@ class _Differ:
 def _deepdiff_entry(kind: str, old: Any, new: Any) -> tuple[str, Any, Any] | None:
     """(kind, old, new) for one deepdiff report, or None when JSON says they are equal."""
     if kind in ("value_changed", "type_changed"):
-        if _json_type(old) != _json_type(new):
-            return ("type_changed", _display(old), _display(new))
-        if _leaf_same(old, new):
+        if json_type(old) != json_type(new):
+            return ("type_changed", display(old), display(new))
+        if leaf_same(old, new):
             return None  # 1 vs 1.0, NaN vs NaN: deepdiff's notion, not JSON's
-        return ("value_changed", _plain(old), _plain(new))
-    return (kind, _plain(old), _plain(new))
+        return ("value_changed", plain(old), plain(new))
+    return (kind, plain(old), plain(new))
 
 
 def _none_if_absent(value: Any) -> Any:
@@ -308,122 +315,6 @@ def _step(value: Any, key: Any) -> Any:
         return value[key]
     except (LookupError, TypeError):
         return None
-
-
-# -- equality --------------------------------------------------------------------------------
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality: Python's `==`, made strict about booleans versus numbers."""
-    if a is b:
-        return True
-    if a != b:
-        return False
-    t = type(a)
-    if t is dict or t is list:
-        # `==` already said equal; sorted-key JSON bytes tell `true` from `1` at C speed
-        # (and `1` from `1.0`, which the descent then finds equal after all).
-        try:
-            return orjson.dumps(a, option=_SORTED) == orjson.dumps(b, option=_SORTED)
-        except (TypeError, ValueError):
-            return _strict_same(a, b)
-    return (t is bool) == (type(b) is bool)
-
-
-def _strict_same(a: Any, b: Any) -> bool:
-    """The slow twin of `_same`, for values orjson cannot serialize (huge ints, ...)."""
-    if type(a) is dict and type(b) is dict:
-        return a.keys() == b.keys() and all(_strict_same(v, b[k]) for k, v in a.items())
-    if type(a) is list and type(b) is list:
-        return len(a) == len(b) and all(_strict_same(x, y) for x, y in zip(a, b))
-    return _json_type(a) == _json_type(b) and _leaf_same(a, b)
-
-
-def _leaf_same(a: Any, b: Any) -> bool:
-    if a == b:
-        return (type(a) is bool) == (type(b) is bool)
-    return a != a and b != b  # both NaN
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "binary" if _binary(value) is not None else "object"
-    if isinstance(value, list):
-        return "array"
-    return type(value).__name__
-
-
-# -- plain values for divergences ------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-serializable, bounded copy of a value, for `Divergence.old` / `.new`."""
-    if value is None or type(value) in (bool, int):
-        return value
-    if type(value) is float:
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, str):
-        return _cut(value, MAX_VALUE_CHARS)
-    if isinstance(value, (dict, list)):
-        found = _binary(value)
-        if found is not None:
-            return _binary_label(found)
-        try:
-            data = orjson.dumps(value)
-        except (TypeError, ValueError):
-            data = b""
-        if data and len(data) <= MAX_VALUE_CHARS:
-            return orjson.loads(data)  # a copy: the divergence must not alias the tree
-        return _summary(value)
-    return _cut(repr(value), MAX_VALUE_CHARS)
-
-
-def _plain_or_none(value: Any) -> Any:
-    return None if value is _ABSENT else _plain(value)
-
-
-def _display(value: Any) -> Any:
-    """For type_changed: the value itself for a leaf, the type name for a container."""
-    found = _binary(value)
-    if found is not None:
-        return _binary_label(found)
-    if isinstance(value, (dict, list)):
-        return _json_type(value)
-    return _plain(value)
-
-
-def _summary(value: dict[Any, Any] | list[Any]) -> str:
-    if isinstance(value, dict):
-        return f"object ({len(value)} keys)"
-    return f"array ({len(value)} items)"
-
-
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…[{len(text) - limit} more chars]"
-
-
-def _binary(value: Any) -> tuple[str, Any] | None:
-    """(sha256, length) of a lifted binary body, else None."""
-    if type(value) is dict and len(value) == 1:
-        inner = value.get("$binary")
-        if isinstance(inner, dict):
-            return str(inner.get("sha256", "")), inner.get("length")
-    return None
-
-
-def _binary_label(binary: tuple[str, Any]) -> str:
-    sha, length = binary
-    return f"sha256:{sha[:12]} ({length} bytes)"
 
 
 # -- text --------------------------------------------------------------------------------
@@ -479,4 +370,4 @@ def _content_type(tree: dict[str, Any]) -> str | None:
 
 
 def _dict_or_absent(value: Any) -> bool:
-    return value is _ABSENT or isinstance(value, dict)
+    return value is ABSENT or isinstance(value, dict)

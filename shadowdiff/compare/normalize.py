@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, TypeVar
 
@@ -76,82 +75,17 @@ from shadowdiff.compare.rules.text import (
     header_set,
 )
 from shadowdiff.compare.rules.tolerance import Tolerance
+from shadowdiff.compare.ruleset import TEXT_RULES, DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Rules
 
 __all__ = ["DEFAULT_HEADER_SETS", "DEFAULT_IGNORE_HEADERS", "IGNORED", "Mask", "Rules", "Tolerance",
            "canonical_keys", "normalize"]
 
-#: Headers that change on every response, or that describe transport rather than content.
-#: `x-powered-by` is deliberately kept: a platform change is something users care about.
-DEFAULT_IGNORE_HEADERS: frozenset[str] = frozenset({
-    "date", "server", "via", "x-request-id", "x-correlation-id", "x-amzn-trace-id",
-    "traceparent", "tracestate", "x-runtime", "x-response-time", "age", "expires",
-    "connection", "keep-alive", "transfer-encoding",
-    "content-length",    # a length difference shows in the body anyway
-    "content-encoding",  # bodies are decoded before lift
-})
 
-#: Headers whose comma-separated values mean the same in any order (RFC 9110).
-DEFAULT_HEADER_SETS: frozenset[str] = frozenset({
-    "allow", "vary", "access-control-allow-methods", "access-control-allow-headers",
-    "access-control-expose-headers",
-})
 
 #: What an ignored list element is replaced by.
 IGNORED = "<ignored>"
 
 _SCALARS = frozenset({int, float, bool, type(None)})
-
-# -- rules -----------------------------------------------------------------------------------
-
-
-#: The string transforms, in the order they apply; each is a field of Rules.
-_TEXT_RULES = ("html", "xml", "whitespace_insensitive", "case_insensitive")
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Everything normalize does to a tree. Hashable: compiled once per distinct value."""
-
-    ignore_headers: frozenset[str] = DEFAULT_IGNORE_HEADERS
-    """Lower-case header names removed from `header`."""
-    ignore_paths: tuple[str, ...] = ()
-    """Location patterns removed from the tree."""
-    masks: tuple[Mask, ...] = ()
-    """Masks, applied in order."""
-    unordered: tuple[str, ...] = ()
-    """Location patterns of lists compared as multisets (sorted canonically)."""
-    unordered_keys: tuple[tuple[str, str], ...] = ()
-    """(pattern, field): unordered lists of objects, sorted by `field` first."""
-    tolerances: tuple[Tolerance, ...] = ()
-    """Numeric tolerances (a filter after diff)."""
-    case_insensitive: tuple[str, ...] = ()
-    """Location patterns of strings compared case-insensitively."""
-    whitespace_insensitive: tuple[str, ...] = ()
-    """Location patterns of strings whose whitespace runs count as one space."""
-    html: tuple[str, ...] = ()
-    """Location patterns of strings compared as canonical HTML."""
-    xml: tuple[str, ...] = ()
-    """Location patterns of strings compared as canonical XML."""
-    header_sets: frozenset[str] = DEFAULT_HEADER_SETS
-    """Lower-case header names whose comma-separated values are compared as sets."""
-
-    def __post_init__(self) -> None:
-        # Config hands over lists and mixed-case names; keep the value hashable and canonical.
-        for name in ("ignore_headers", "header_sets"):
-            object.__setattr__(self, name, frozenset(h.lower() for h in getattr(self, name)))
-        for name in ("ignore_paths", "masks", "unordered", "tolerances") + _TEXT_RULES:
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        keyed = self.unordered_keys
-        object.__setattr__(self, "unordered_keys", tuple((str(p), str(k)) for p, k in keyed))
-        for path in self.ignore_paths + self.unordered + self.text_paths() \
-                + tuple(p for p, _ in self.unordered_keys):
-            compile_path(path)
-
-    def text_paths(self) -> tuple[str, ...]:
-        """Every pattern of the string transforms."""
-        return tuple(p for name in _TEXT_RULES for p in getattr(self, name))
-
 
 class _State:
     """A set of (rule, position) pairs: what applies here and what can match below."""
@@ -181,7 +115,7 @@ class _State:
             searches = [m.pattern.search for m in self.masks]
             self.search = lambda text: any(search(text) for search in searches)
         texts = {arg for kind, arg in actions if kind == "text"}
-        self.rewrite = auto.rewriter(tuple(t for t in _TEXT_RULES if t in texts), self) \
+        self.rewrite = auto.rewriter(tuple(t for t in TEXT_RULES if t in texts), self) \
             if texts else None
         pending = [auto.steps[r][i] for r, i in nfa if i < len(auto.steps[r])]
         self.descends = bool(pending)
@@ -224,7 +158,7 @@ class _Automaton:
             self._add(path, ("unordered", None))
         for path, key in rules.unordered_keys:
             self._add(path, ("unordered", key))
-        for name in _TEXT_RULES:
+        for name in TEXT_RULES:
             for path in getattr(rules, name):
                 self._add(path, ("text", name))
         self.masks = rules.masks

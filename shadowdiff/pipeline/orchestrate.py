@@ -22,7 +22,7 @@ from shadowdiff.capture import read_exchanges
 from shadowdiff.config import Config
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.model import Exchange, Request, Trial
-from shadowdiff.compare.noise import NOISE_FILE, noise_record
+from shadowdiff.compare.noisefile import NOISE_FILE, noise_record
 from shadowdiff.protocols.base import Protocol, get_protocol, protocol_for_url
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.impact import Usage, capture_usage
