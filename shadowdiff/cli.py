@@ -67,12 +67,19 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
         max_body_bytes=flags.get("max_body_bytes") or r.max_body_bytes,
         client=flags.get("client") or r.client,
         smtp_deliver=bool(flags.get("smtp_deliver")) or r.smtp_deliver,
+        dns=_dns_flags(r.dns, flags.get("dns_allow") or ()),
     ))
     report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
     rank_cfg = config.rank
     if flags.get("window_days") is not None:
         rank_cfg = check_window(replace(rank_cfg, window_days=flags["window_days"]))
     return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg)
+
+
+def _dns_flags(base: Any, allow: tuple[str, ...]) -> Any:
+    """`[dns]` with `--dns-allow` added (ConfigError, exit 2, for an unknown opt-in)."""
+    from shadowdiff.protocols.dns.config import allowed
+    return replace(base, allow=tuple(dict.fromkeys(base.allow + allowed(allow)))) if allow else base
 
 
 _RUN_OPTIONS = [
@@ -108,6 +115,8 @@ _RUN_OPTIONS = [
                  help="HTTP client: llhttp on bare asyncio (fast) or aiohttp [fast]."),
     click.option("--smtp-deliver", is_flag=True,
                  help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
+    click.option("--dns-allow", multiple=True, metavar="axfr",
+                 help="DNS: also send zone transfers (AXFR, IXFR); UPDATE and NOTIFY never go."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 from shadowdiff.config_nightly import GateConfig, HistoryConfig, parse_gate, parse_history
 from shadowdiff.config_smtp import SmtpConfig, parse_smtp
+from shadowdiff.protocols.dns.config import DnsConfig, parse_dns
 from shadowdiff.errors import ConfigError
 from shadowdiff.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEADERS, Mask, Rules, Tolerance
 from shadowdiff.paths import compile_path
@@ -64,6 +65,8 @@ class ReplayConfig:
     smtp_deliver: bool = False              # SMTP targets are sinks: send DATA and the message
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     """The `[smtp]` section (config_smtp.py), here so every sender gets it with these options."""
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    """The `[dns]` section (protocols/dns/config.py), likewise."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def _endpoint_matches(match: str, endpoint: str) -> bool:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp"}
+             "history", "smtp", "dns"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -180,7 +183,8 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
     return Config(
         targets=_targets(data.get("targets", {}), src),
         replay=replace(_replay(data.get("replay", {}), src),
-                       smtp=parse_smtp(data.get("smtp", {}), src)),
+                       smtp=parse_smtp(data.get("smtp", {}), src),
+                       dns=parse_dns(data.get("dns", {}), src)),
         rules=_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=_rank(data.get("rank", {}), src),

@@ -192,6 +192,9 @@ def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
     anything is replayed, so a locked or damaged one fails the run at once (exit 2).
     """
     protocol = _protocol(config)
+    configure = getattr(protocol, "configure", None)
+    if configure is not None:  # the plugin's own defaults ([dns] rules), as ordinary Rules
+        protocol, config = configure(config)
     with open_history(config.history) as history:
         return _run_with(captures, config, out_dir, protocol, history, usage=usage,
                          progress=progress, templater=templater, junit=junit, resume=resume)

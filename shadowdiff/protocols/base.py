@@ -18,7 +18,8 @@ from shadowdiff.model import Outcome, Request, Response
 
 Tree = dict[str, Any]
 
-_BUILTIN = {"http": "shadowdiff.protocols.http:PROTOCOL", "smtp": "shadowdiff.protocols.smtp:PROTOCOL"}
+_BUILTIN = {"http": "shadowdiff.protocols.http:PROTOCOL", "smtp": "shadowdiff.protocols.smtp:PROTOCOL",
+            "dns": "shadowdiff.protocols.dns:PROTOCOL"}
 
 
 @runtime_checkable
