@@ -216,6 +216,8 @@ def serving(zone_text: str, origin: str, behaviour: Behaviour = Behaviour()) -> 
         ready.set()
         if "error" not in started:
             loop.run_forever()
+            # Let the closed transports finish closing (their callbacks need the loop).
+            loop.run_until_complete(asyncio.sleep(0.01))
         loop.close()
 
     thread = threading.Thread(target=main, name="dns-demo-server", daemon=True)

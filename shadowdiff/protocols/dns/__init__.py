@@ -32,7 +32,8 @@ from shadowdiff.protocols.dns.wire import TRANSFER_TYPES
 #: Opcodes that are never replayed (they change or announce zones): counted as skipped.
 UNSAFE_OPCODES = ("UPDATE", "NOTIFY")
 #: Where the lifted tree keeps what `[dns]` rules address (lift.py).
-OPT_PATH, TTL_PATH = "body.opt", "body.ttl"
+OPT_PATH = "body.opt"
+TTL_PATHS = ("body.answer.*.ttl", "body.authority.*.ttl", "body.additional.*.ttl")
 
 
 @lru_cache(maxsize=4)
@@ -70,10 +71,10 @@ class DnsProtocol:
         ignore = () if dns_config.compare_opt else (OPT_PATH,)
         tolerances: tuple[Any, ...] = ()
         if dns_config.ttl == "ignore":
-            ignore += (TTL_PATH,)
+            ignore += TTL_PATHS
         elif dns_config.ttl_tolerance > 0:
             from shadowdiff.rules.tolerance import Tolerance
-            tolerances = (Tolerance((TTL_PATH + ".**",), absolute=dns_config.ttl_tolerance),)
+            tolerances = (Tolerance(TTL_PATHS, absolute=dns_config.ttl_tolerance),)
         rules = dataclasses.replace(config.rules,
                                     ignore_paths=config.rules.ignore_paths + ignore,
                                     tolerances=config.rules.tolerances + tolerances)

@@ -5,10 +5,10 @@ Nothing after lift knows DNS, so the tree itself must make equal answers equal:
     {"status": "NOERROR",                                  rcode, extended rcodes included
      "header": {"aa": true, "tc": false, "ra": false, "ad": false, "cd": false},
      "body": {"question": "www.example.com. IN A",
-              "answer":     {"www.example.com. A": {"192.0.2.1": true, "192.0.2.2": true}},
-              "authority":  {"example.com. NS": {"ns1.example.com.": true}},
+              "answer":     {"www.example.com. A": {"ttl": 300,
+                                                    "records": {"192.0.2.1": true, "192.0.2.2": true}}},
+              "authority":  {"example.com. NS": {"ttl": 3600, "records": {"ns1.example.com.": true}}},
               "additional": {},
-              "ttl": {"answer": {"www.example.com. A": 300}, "authority": {...}},
               "ede": {"18": "Prohibited"},                 only when present
               "edns": {"version": 0, "do": false},        only when the answer has an OPT
               "opt": {"udp_payload": 1232, "nsid": "..", "cookie": "..", "padding": 64}}}
@@ -19,8 +19,9 @@ Nothing after lift knows DNS, so the tree itself must make equal answers equal:
   extra record shows as `field_added` at the record itself.
 - Names are lower-cased, owners and the names inside records (RFC 4034 6.2 canonical form),
   because DNS compares names case-insensitively and 0x20-randomizing servers echo any case.
-- TTLs live apart under `ttl`, so one rule can tolerate or drop them (`[dns] ttl_tolerance`,
-  `ttl = "ignore"`) without touching the records.
+- An RRset's TTL is a field of its own beside its records, so one rule can tolerate or drop
+  TTLs (`[dns] ttl_tolerance`, `ttl = "ignore"`) without touching the records, and an RRset
+  only one side has shows once (at the RRset), not once more for its TTL.
 - The OPT record's per-server fields (payload size, NSID, cookies, padding) live under `opt`,
   which the plugin's default rules ignore (`[dns] compare_opt` keeps them).
 - AXFR answers span messages: their sections are united.
@@ -76,19 +77,14 @@ def lift_messages(messages: list[dns.message.Message]) -> Tree:
     first = messages[0]
     header = {name: bool(first.flags & bit) for name, bit in _FLAGS}
     body: Tree = {"question": _question(first)}
-    ttls: Tree = {}
     for section in SECTIONS:
-        records: Tree = {}
-        section_ttls: dict[str, int] = {}
+        rrsets: Tree = {}
         for msg in messages:
             for rrset in getattr(msg, section):
-                key = rrset_key(rrset)
-                records.setdefault(key, {}).update(dict.fromkeys(_records(rrset), True))
-                section_ttls[key] = min(rrset.ttl, section_ttls.get(key, rrset.ttl))
-        body[section] = records
-        if section_ttls:
-            ttls[section] = section_ttls
-    body["ttl"] = ttls
+                entry = rrsets.setdefault(rrset_key(rrset), {"ttl": rrset.ttl, "records": {}})
+                entry["ttl"] = min(entry["ttl"], rrset.ttl)
+                entry["records"].update(dict.fromkeys(_records(rrset), True))
+        body[section] = rrsets
     _edns(first, body)
     return {"status": rcode_text(int(first.rcode())), "header": header, "body": body}
 
