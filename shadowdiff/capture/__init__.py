@@ -32,9 +32,10 @@ SNIFF_BYTES = 64 * 1024
 FORMATS: dict[str, tuple[str, str, str]] = {
     "shadowdiff": ("shadowdiff.capture", "sniff_shadowdiff", "read_shadowdiff"),
     "mitm": ("shadowdiff.capture.mitm", "sniff", "read_mitm"),
-    "pcap": ("shadowdiff.capture.pcap", "sniff", "read_pcap"),
+    "pcap": ("shadowdiff.capture.pcap_all", "sniff", "read_pcap_all"),  # + DNS (pcap_all.py)
     "har": ("shadowdiff.capture.har", "sniff", "read_har"),
     "maillog": ("shadowdiff.capture.maillog", "sniff", "read_maillog"),
+    "dnslog": ("shadowdiff.protocols.dns.logs", "sniff", "read_dnslog"),
     "log": ("shadowdiff.capture.accesslog", "sniff", "read_access_log"),
 }
 
