@@ -30,7 +30,7 @@ from shadowdiff.model import Exchange
 from shadowdiff.protocols.dns.endpoints import dns_endpoint
 from shadowdiff.protocols.dns.wire import BadQuery, make_query_request
 
-_NAME = r"(?P<name>[^\s'\"()]+)"
+_NAME = r"(?P<name>[^\s'\"(),]+)"
 _TYPE = r"(?P<type>[A-Za-z][A-Za-z0-9-]*|TYPE\d+)"
 _BIND = re.compile(r"\bquery: " + _NAME + r" (?P<cls>[A-Z]+\d*) " + _TYPE
                    + r" (?P<flags>[+-][A-Za-z()0-9]*)")
@@ -56,11 +56,26 @@ class Query(NamedTuple):
 
 
 def parse_line(line: str) -> Query | None:
-    """The query a log line records, or None when it records none.
+    """The query a log line records, or None when it records none (or an invalid name).
 
     >>> parse_line("www.example.com AAAA")
     Query(name='www.example.com', qtype='AAAA', seen_at=0.0, rd=False, dnssec=False, tcp=False)
     """
+    query = _parse(line)
+    return query if query is not None and _valid_name(query.name) else None
+
+
+def _valid_name(name: str) -> bool:
+    # Usage and capture must count the same queries: a name no query can carry is neither.
+    import dns.name
+    try:
+        dns.name.from_text(name)
+    except Exception:  # noqa: BLE001 - dnspython's several label and length errors
+        return False
+    return True
+
+
+def _parse(line: str) -> Query | None:
     m = _BIND.search(line)
     if m is not None:
         flags = m.group("flags")

@@ -120,9 +120,9 @@ class DnsCapture:
             if p.dport in self.ports or p.sport in self.ports:
                 self.flows.segment(p, ts, client=p.dport in self.ports)
             return
-        if len(p.payload) >= 3 and p.payload[2] & 0x80:  # QR: an answer
-            self._udp_answer(p, ts)
-        elif p.dport in self.ports or _looks_like_query(p.payload):
+        if len(p.payload) >= 3 and p.payload[2] & 0x80 and self._udp_answer(p, ts):
+            return  # QR set and its query seen: an answer
+        if p.dport in self.ports or _looks_like_query(p.payload):
             self.query(p.payload, ts, (p.src, p.sport, p.dst, p.dport), "udp",
                        strict=p.dport not in self.ports)
 
@@ -144,13 +144,15 @@ class DnsCapture:
         self.pending[key] = (ex_id, request, ts)
         return ex_id
 
-    def _udp_answer(self, p: Packet, ts: float) -> None:
+    def _udp_answer(self, p: Packet, ts: float) -> bool:
         key = (p.dst, p.dport, p.src, p.sport, query_id(p.payload))
-        if key not in self.pending:
-            if p.sport in self.ports:
-                self.reasons["udp answer without its query"] += 1
-            return
-        self.answer(key, [p.payload], ts, "udp")
+        if key in self.pending:
+            self.answer(key, [p.payload], ts, "udp")
+            return True
+        if p.sport in self.ports and p.dport not in self.ports:
+            self.reasons["udp answer without its query"] += 1
+            return True
+        return False  # sent to a DNS port: judged (and counted) as a query
 
     def answer(self, key: tuple[Any, ...], messages: list[bytes], ts: float, transport: str) -> None:
         """The answer messages of the pending query `key`: the exchange is done."""
