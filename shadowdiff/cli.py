@@ -146,13 +146,17 @@ def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Where the demo writes its report [reports/demo, reports/demo-smtp].")
+              help="Where the demo writes its report [reports/demo, reports/demo-smtp, reports/demo-dns].")
 @click.option("--smtp", is_flag=True,
               help="The mail demo: two aiosmtpd MTAs, a mail capture, a Postfix maillog.")
+@click.option("--dns", is_flag=True,
+              help="The DNS demo: two dnspython name servers, a query list, a BIND query log.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no table.")
-def demo(out: str | None, smtp: bool, quiet: bool) -> None:
+def demo(out: str | None, smtp: bool, dns: bool, quiet: bool) -> None:
     """Run the whole pipeline on bundled old and new demo services (exits 0 when it worked)."""
-    from shadowdiff.demo.runner import run_demo, run_smtp_demo
+    from shadowdiff.demo.runner import run_demo, run_dns_demo, run_smtp_demo
+    if dns:
+        sys.exit(run_dns_demo(Path(out or "reports/demo-dns"), quiet=quiet))
     if smtp:
         sys.exit(run_smtp_demo(Path(out or "reports/demo-smtp"), quiet=quiet))
     sys.exit(run_demo(Path(out or "reports/demo"), quiet=quiet))

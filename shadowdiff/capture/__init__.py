@@ -120,7 +120,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         if sniff(head):
             return name
     raise CaptureError("unknown capture format: not a shadowdiff capture, HAR, mitmproxy flow "
-                       "file, pcap, mail log or access log (name one with --format to see why)",
+                       "file, pcap, mail log, DNS query log or access log (name one with --format "
+                       "to see why)",
                        source=str(path), position="byte 0")
 
 

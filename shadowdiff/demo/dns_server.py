@@ -48,7 +48,8 @@ class Behaviour:
     ttl_delta: int = 0
     """Added to every TTL (a different default TTL)."""
     overrides: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    """(name, type) -> records that replace the zone's (a record moved in the migration)."""
+    """(name, type) -> records that replace the zone's (a record moved in the migration);
+    an empty tuple removes the RRset."""
 
 
 class ZoneServer:
@@ -130,6 +131,8 @@ class ZoneServer:
 
     def _rrset(self, name: dns.name.Name, rdtype: int, covers: int = 0) -> dns.rrset.RRset | None:
         override = self.behaviour.overrides.get((name.to_text().lower(), dns.rdatatype.to_text(rdtype)))
+        if override == ():
+            return None  # the record was removed in the migration
         if override is not None:
             return dns.rrset.from_text(name, 300 + self.behaviour.ttl_delta, "IN",
                                        dns.rdatatype.to_text(rdtype), *override)
@@ -204,7 +207,12 @@ def serving(zone_text: str, origin: str, behaviour: Behaviour = Behaviour()) -> 
     async def start() -> None:
         udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server), local_addr=("127.0.0.1", 0))
         port = udp.get_extra_info("sockname")[1]
-        tcp = await asyncio.start_server(lambda r, w: _tcp_client(server, r, w), "127.0.0.1", port)
+        try:
+            tcp = await asyncio.start_server(lambda r, w: _tcp_client(server, r, w), "127.0.0.1", port)
+        except OSError:
+            udp.close()
+            await asyncio.sleep(0)  # let the transport finish closing before the loop does
+            raise
         started.update(udp=udp, tcp=tcp, port=port)
 
     def main() -> None:
