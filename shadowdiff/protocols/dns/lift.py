@@ -44,6 +44,10 @@ from shadowdiff.protocols.dns.wire import PARSE_ERRORS, unframe
 
 Tree = dict[str, Any]
 SECTIONS = ("answer", "authority", "additional")
+#: Types whose records embed domain names (RFC 4034 6.2, RFC 6840 5.1): those get lower-cased.
+_NAMED_TYPES = frozenset(dns.rdatatype.from_text(t) for t in (
+    "NS", "MD", "MF", "CNAME", "SOA", "MB", "MG", "MR", "PTR", "MINFO", "MX", "RP", "AFSDB",
+    "RT", "SIG", "PX", "NXT", "NAPTR", "KX", "SRV", "DNAME", "A6", "RRSIG", "NSEC"))
 _FLAGS = (("aa", dns.flags.AA), ("tc", dns.flags.TC), ("ra", dns.flags.RA),
           ("ad", dns.flags.AD), ("cd", dns.flags.CD))
 
@@ -102,6 +106,8 @@ def rrset_key(rrset: dns.rrset.RRset) -> str:
 
 def canonical_text(rdata: dns.rdata.Rdata) -> str:
     """A record's text with its embedded names lower-cased (RFC 4034 6.2), as a set key."""
+    if rdata.rdtype not in _NAMED_TYPES:
+        return rdata.to_text()  # no names inside (A, AAAA, TXT, ...): as it is, and cheaper
     try:
         wire = rdata.to_digestable()
         return dns.rdata.from_wire(rdata.rdclass, rdata.rdtype, wire, 0, len(wire)).to_text()

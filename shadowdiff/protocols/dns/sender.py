@@ -12,6 +12,7 @@ and time. Every fault (timeout, refused, reset, a cut TCP stream, garbage) becom
 from __future__ import annotations
 
 import random
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,10 +31,11 @@ from shadowdiff.model import Failure, Outcome, Request
 from shadowdiff.protocols.dns.wire import (
     PARSE_ERRORS,
     TRANSFER_TYPES,
-    BadQuery,
     answer_response,
-    parse_query,
+    answers,
     query_id,
+    question_span,
+    with_id,
 )
 
 #: Most messages read for one zone transfer (a server that never sends the closing SOA).
@@ -55,6 +57,14 @@ def parse_target(target: str) -> tuple[str, int, bool]:
                           "(resolving the name server's name would ask a third one)",
                           key="targets")
     return parts.hostname, port, parts.scheme == "dns+tcp"
+
+
+def _parsed(wire: bytes) -> dns.message.Message:
+    """The query as dnspython's TCP calls want it (the UDP path sends the bytes as they are)."""
+    try:
+        return dns.message.from_wire(wire)
+    except PARSE_ERRORS as exc:
+        raise _Fault("invalid", f"not a replayable query: {exc.__class__.__name__}") from exc
 
 
 class _Fault(Exception):
@@ -98,33 +108,52 @@ class DnsSender:
     async def send(self, request: Request) -> Outcome:
         """One query, one outcome; never raises (but lets cancellation through)."""
         started = time.monotonic()
-        try:
-            query = parse_query(request.body)
-        except BadQuery as exc:
-            return Failure("invalid", f"not a replayable query: {exc}")
+        question_end = question_span(request.body)
+        if question_end is None:
+            return Failure("invalid", "not a replayable query: malformed header or question")
         captured_id = query_id(request.body)
-        query.id = _RANDOM.randrange(0, 0x10000)
+        wire = with_id(request.body, _RANDOM.randrange(0, 0x10000))
         try:
-            messages, transport = await self._exchange(query, request)
+            messages, transport = await self._exchange(wire, question_end, request)
         except Exception as exc:  # noqa: BLE001 - every fault is data (module docstring)
             kind, detail = _classify(exc)
             return Failure(kind, detail, time.monotonic() - started)
         return answer_response(messages, captured_id, time.monotonic() - started, transport)
 
-    async def _exchange(self, query: dns.message.Message,
+    async def _exchange(self, wire: bytes, question_end: int,
                         request: Request) -> tuple[list[bytes], str]:
-        rdtype = query.question[0].rdtype if query.question else 0
-        if dns.rdatatype.to_text(rdtype) in TRANSFER_TYPES:
+        if request.method.upper() in TRANSFER_TYPES:
             if "axfr" not in self.allow:
                 raise _Fault("error", "zone transfers are sent only with --dns-allow axfr")
-            return await self._transfer(query), "tcp"
+            return await self._transfer(_parsed(wire)), "tcp"
         if self.tcp_only or request.header("transport") == "tcp":
-            return [await self._tcp(query)], "tcp"
-        answer = await dns.asyncquery.udp(query, self.address, self.timeout, self.port,
-                                          ignore_unexpected=True, backend=self.backend)
-        if answer.flags & dns.flags.TC:  # truncated: ask again over TCP, as a resolver does
-            return [await self._tcp(query)], "tcp"
-        return [answer.to_wire(max_size=65535)], "udp"
+            return [await self._tcp(_parsed(wire))], "tcp"
+        answer = await self._udp(wire, question_end)
+        if answer[2] & 0x02:  # TC: truncated, ask again over TCP as a resolver does
+            return [await self._tcp(_parsed(wire))], "tcp"
+        return [answer], "udp"
+
+    async def _udp(self, wire: bytes, question_end: int) -> bytes:
+        """The answer's bytes as received (no parse: lift parses only what differs).
+
+        dnspython's send_udp on its own socket; the answer is read raw and checked the way
+        `dns.asyncquery.udp` checks it (id, QR, the question echoed), datagrams from other
+        addresses ignored.
+        """
+        expiration = time.time() + self.timeout  # dnspython's clock
+        destination = (self.address, self.port)
+        af = dns.inet.af_for_address(self.address)
+        async with await self.backend.make_socket(af, socket.SOCK_DGRAM) as sock:
+            await dns.asyncquery.send_udp(sock, wire, destination, expiration)
+            while True:
+                remaining = expiration - time.time()
+                if remaining <= 0:
+                    raise dns.exception.Timeout(timeout=self.timeout)
+                data, source = await sock.recvfrom(65535, remaining)
+                if source[0] == self.address and source[1] == self.port:
+                    if not answers(wire, question_end, data):
+                        raise dns.query.BadResponse("the answer does not match the query")
+                    return data
 
     async def _tcp(self, query: dns.message.Message) -> bytes:
         answer = await dns.asyncquery.tcp(query, self.address, self.timeout, self.port,

@@ -126,16 +126,39 @@ def query_id(wire: bytes) -> int:
     return _LENGTH.unpack_from(wire)[0] if len(wire) >= 2 else 0
 
 
+def question_span(wire: bytes) -> int | None:
+    """Where the (single) question of a query ends, or None when the bytes are not a query.
+
+    Walks the labels instead of parsing with dnspython: the sender needs only this, and a
+    full parse per send cost more than the rest of the UDP path.
+    """
+    if len(wire) < 17 or wire[2] & 0x80 or wire[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    while pos < len(wire):
+        size = wire[pos]
+        if size == 0:
+            return pos + 5 if pos + 5 <= len(wire) else None
+        if size > 63:
+            return None  # a pointer or a reserved label type: not in a query's question
+        pos += 1 + size
+    return None
+
+
+def answers(query: bytes, question_end: int, answer: bytes) -> bool:
+    """Whether `answer` is a response to `query`: same id, QR set, the question echoed (any case)."""
+    if len(answer) < 12 or answer[:2] != query[:2] or not answer[2] & 0x80:
+        return False
+    if answer[4:6] == b"\x00\x00":
+        return True  # FORMERR and NOTIMP answers may leave the question out
+    return answer[12:question_end].lower() == query[12:question_end].lower()
+
+
 def answer_response(messages: list[bytes], captured_id: int, elapsed_s: float = 0.0,
                     transport: str = "udp") -> Response:
     """The Response of the answer messages to a query whose captured id was `captured_id`."""
-    rcode = 0
-    if messages:
-        try:
-            first = dns.message.from_wire(messages[0], ignore_trailing=True)
-            rcode = int(first.rcode())
-        except PARSE_ERRORS:
-            rcode = 0  # lift shows the garbage; the status alone cannot
+    # The header's 4-bit rcode (extended rcodes live in the OPT record; lift reads those).
+    rcode = messages[0][3] & 0x0F if messages and len(messages[0]) >= 4 else 0
     body = frame([with_id(m, captured_id) for m in messages])
     return Response(rcode, (("transport", transport),), body, elapsed_s,
-                    dns.rcode.to_text(dns.rcode.Rcode.make(rcode)) if rcode < 4096 else "")
+                    dns.rcode.to_text(dns.rcode.Rcode.make(rcode)))
