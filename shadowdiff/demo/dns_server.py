@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import dns.edns
 import dns.flags
@@ -57,7 +58,9 @@ class ZoneServer:
 
     def __init__(self, zone_text: str, origin: str, behaviour: Behaviour) -> None:
         self.zone = dns.zone.from_text(zone_text, origin, relativize=False)
-        self.origin = self.zone.origin
+        zone_origin = self.zone.origin
+        assert zone_origin is not None  # from_text with an origin always has one
+        self.origin: dns.name.Name = zone_origin
         self.behaviour = behaviour
         self.queries = 0
 
@@ -85,12 +88,12 @@ class ZoneServer:
             self._lookup(response, q.name, q.rdtype)
         return [self._fit(response, query, tcp)]
 
-    def _lookup(self, response: dns.message.Message, name: dns.name.Name, rdtype: int) -> None:
+    def _lookup(self, response: dns.message.Message, name: dns.name.Name, rdtype: Any) -> None:
         for _ in range(8):  # CNAME chain inside the zone, bounded
             node = self.zone.get_node(name)
             if node is None:
                 response.set_rcode(dns.rcode.NXDOMAIN)
-                response.authority.append(self._rrset(self.origin, dns.rdatatype.SOA))
+                _append(response.authority, self._rrset(self.origin, dns.rdatatype.SOA))
                 return
             if rdtype == dns.rdatatype.ANY:
                 self._any(response, name, node)
@@ -102,19 +105,19 @@ class ZoneServer:
                 return
             cname = self._rrset(name, dns.rdatatype.CNAME)
             if cname is None:
-                response.authority.append(self._rrset(self.origin, dns.rdatatype.SOA))
+                _append(response.authority, self._rrset(self.origin, dns.rdatatype.SOA))
                 return  # NODATA
             response.answer.append(cname)
             name = cname[0].target
         response.set_rcode(dns.rcode.SERVFAIL)
 
-    def _any(self, response: dns.message.Message, name: dns.name.Name, node: object) -> None:
+    def _any(self, response: dns.message.Message, name: dns.name.Name, node: Any) -> None:
         if self.behaviour.any_minimal:
             rrset = dns.rrset.from_text(name, 3789, "IN", "HINFO", '"RFC8482" ""')
             response.answer.append(rrset)
             return
-        for rdataset in self.zone.get_node(name):
-            response.answer.append(self._rrset(name, rdataset.rdtype, rdataset.covers))
+        for rdataset in node:
+            _append(response.answer, self._rrset(name, rdataset.rdtype, rdataset.covers))
 
     def _referral(self, response: dns.message.Message) -> None:
         if not self.behaviour.ns_in_authority:
@@ -129,7 +132,7 @@ class ZoneServer:
                 if glue is not None:
                     response.additional.append(glue)
 
-    def _rrset(self, name: dns.name.Name, rdtype: int, covers: int = 0) -> dns.rrset.RRset | None:
+    def _rrset(self, name: dns.name.Name, rdtype: Any, covers: Any = 0) -> dns.rrset.RRset | None:
         override = self.behaviour.overrides.get((name.to_text().lower(), dns.rdatatype.to_text(rdtype)))
         if override == ():
             return None  # the record was removed in the migration
@@ -166,6 +169,11 @@ class ZoneServer:
                           for rds in node if rds.rdtype != dns.rdatatype.SOA] + [soa]
         response.answer = [r for r in rrsets if r is not None]
         return [response.to_wire(max_size=65535)]
+
+
+def _append(section: list[Any], rrset: dns.rrset.RRset | None) -> None:
+    if rrset is not None:
+        section.append(rrset)
 
 
 class _Udp(asyncio.DatagramProtocol):

@@ -68,7 +68,7 @@ class DnsProtocol:
     def configure(self, config: Any) -> tuple[DnsProtocol, Any]:
         """This plugin for `[dns] zones`, and `config` with the `[dns]` comparison rules added."""
         dns_config = config.replay.dns
-        ignore = () if dns_config.compare_opt else (OPT_PATH,)
+        ignore: tuple[str, ...] = () if dns_config.compare_opt else (OPT_PATH,)
         tolerances: tuple[Any, ...] = ()
         if dns_config.ttl == "ignore":
             ignore += TTL_PATHS

@@ -31,7 +31,7 @@ from shadowdiff.protocols.dns.wire import BadQuery, answer_response, query_id, q
 DNS_PORTS = frozenset({53})
 #: Capture seconds after which a UDP query is given up as unanswered (resolvers retry by then).
 UDP_ANSWER_WAIT_S = 5.0
-_LINK = {decode_ethernet: "ethernet", decode_null: "null", decode_raw: "raw",
+_LINK: dict[Any, str] = {decode_ethernet: "ethernet", decode_null: "null", decode_raw: "raw",
          decode_sll: "sll", decode_sll2: "sll2"}
 _VLAN = frozenset({0x8100, 0x88A8, 0x9100})
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")

@@ -143,17 +143,18 @@ class DnsSender:
         expiration = time.time() + self.timeout  # dnspython's clock
         destination = (self.address, self.port)
         af = dns.inet.af_for_address(self.address)
-        async with await self.backend.make_socket(af, socket.SOCK_DGRAM) as sock:
+        maker: Any = self.backend.make_socket  # untyped in dnspython
+        async with await maker(af, socket.SOCK_DGRAM) as sock:
             await dns.asyncquery.send_udp(sock, wire, destination, expiration)
             while True:
                 remaining = expiration - time.time()
                 if remaining <= 0:
-                    raise dns.exception.Timeout(timeout=self.timeout)
+                    raise dns.exception.Timeout(timeout=self.timeout)  # type: ignore[no-untyped-call]
                 data, source = await sock.recvfrom(65535, remaining)
                 if source[0] == self.address and source[1] == self.port:
                     if not answers(wire, question_end, data):
-                        raise dns.query.BadResponse("the answer does not match the query")
-                    return data
+                        raise dns.query.BadResponse()  # type: ignore[no-untyped-call]
+                    return bytes(data)
 
     async def _tcp(self, query: dns.message.Message) -> bytes:
         answer = await dns.asyncquery.tcp(query, self.address, self.timeout, self.port,
@@ -164,8 +165,8 @@ class DnsSender:
         """AXFR/IXFR: every message until the second SOA (or an error rcode), bounded."""
         expiration = time.time() + self.timeout  # dnspython's clock
         af = dns.inet.af_for_address(self.address)
-        sock = await self.backend.make_socket(af, 1, 0, None, (self.address, self.port),
-                                              self.timeout)
+        maker: Any = self.backend.make_socket  # untyped in dnspython
+        sock = await maker(af, socket.SOCK_STREAM, 0, None, (self.address, self.port), self.timeout)
         async with sock:
             await dns.asyncquery.send_tcp(sock, query, expiration)
             return await self._read_transfer(sock, query, expiration)
