@@ -57,17 +57,5 @@ def dns_servers() -> Iterator[tuple[str, str, dict[str, ZoneServer]]]:
 
 @contextmanager
 def _serving(zone: str, behaviour: Behaviour) -> Iterator[tuple[ZoneServer, int]]:
-    # The UDP port is the kernel's choice; its TCP twin may be taken: try a few times.
-    for attempt in range(5):
-        try:
-            cm = serving(zone, ORIGIN, behaviour)
-            served = cm.__enter__()
-        except OSError:
-            if attempt == 4:
-                raise
-            continue
-        try:
-            yield served
-        finally:
-            cm.__exit__(None, None, None)
-        return
+    with serving(zone, ORIGIN, behaviour) as served:
+        yield served

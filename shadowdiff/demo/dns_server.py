@@ -213,21 +213,28 @@ def serving(zone_text: str, origin: str, behaviour: Behaviour = Behaviour()) -> 
     ready = threading.Event()
 
     async def start() -> None:
-        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server), local_addr=("127.0.0.1", 0))
-        port = udp.get_extra_info("sockname")[1]
-        try:
-            tcp = await asyncio.start_server(lambda r, w: _tcp_client(server, r, w), "127.0.0.1", port)
-        except OSError:
-            udp.close()
-            await asyncio.sleep(0)  # let the transport finish closing before the loop does
-            raise
-        started.update(udp=udp, tcp=tcp, port=port)
+        # The kernel picks a free UDP port; its TCP twin may be taken: then try another.
+        for attempt in range(20):
+            udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server),
+                                                         local_addr=("127.0.0.1", 0))
+            port = udp.get_extra_info("sockname")[1]
+            try:
+                tcp = await asyncio.start_server(lambda r, w: _tcp_client(server, r, w),
+                                                 "127.0.0.1", port)
+            except OSError:
+                udp.close()
+                await asyncio.sleep(0)  # let the transport finish closing
+                if attempt == 19:
+                    raise
+                continue
+            started.update(udp=udp, tcp=tcp, port=port)
+            return
 
     def main() -> None:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(start())
-        except OSError as exc:  # the UDP port's TCP twin was taken: the caller retries
+        except OSError as exc:  # no port pair free in 20 tries: the caller hears of it
             started["error"] = exc
         ready.set()
         if "error" not in started:
