@@ -112,7 +112,7 @@ def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> N
                                     "(25, 587: SMTP) and by content [every port].")(command)
         command = click.option("--dns-port", multiple=True, type=int,
                                help="More server ports that carry DNS over UDP and TCP, beside 53 "
-                                    "(UDP queries are also found by content on any port).")(command)
+                                    "(queries are also found by content on any port).")(command)
     command = click.argument("inputs", nargs=-1, required=True,
                              type=click.Path(exists=True, dir_okay=False))(command)
     capture.command(fmt)(command)

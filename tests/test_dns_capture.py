@@ -148,3 +148,22 @@ def test_pcap_garbage_payloads_never_raise(tmp_path: Path) -> None:
     stats: dict = {}
     assert list(read_exchanges(write(tmp_path / "junk.pcap", pkts), stats=stats)) == []
     assert stats["dns_skipped"] >= 190
+
+
+def test_pcap_tcp_on_any_port_by_content(tmp_path: Path) -> None:
+    q = dns.message.make_query("www.example.com", "A")
+    flow = Flow(sport=5300, t0=7.0).handshake()
+    flow.send(True, _framed(q.to_wire()))
+    flow.send(False, _framed(_answer(q, "www.example.com. 300 IN A 192.0.2.1")), mss=11)
+    flow.close()
+    other = Flow(cport=40200, sport=8443, t0=8.0).handshake()  # not DNS: left alone
+    other.send(True, b"\x16\x03\x01" + bytes(60))
+    other.close()
+    stats: dict = {}
+    exchanges = [ex for ex in read_exchanges(write(tmp_path / "p.pcap", flow.pkts + other.pkts), stats=stats)
+                 if ex.request.protocol == "dns"]
+    assert [(ex.request.target, ex.request.header("transport")) for ex in exchanges] == [
+        ("www.example.com.", "tcp")]
+    assert PROTOCOL.lift(exchanges[0].recorded)["body"]["answer"]["www.example.com. A"]["records"] == {
+        "192.0.2.1": True}
+    assert "dns_skipped" not in stats

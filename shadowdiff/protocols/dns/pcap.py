@@ -7,7 +7,7 @@ takes its own pass over the same file records, with a small decoder of its own r
 a change to the compiled hot path. A datagram is DNS when one side's port is a DNS port (53
 or `dns_ports`), or, on any other port, when it parses strictly as a one-question query (its
 answer is then matched by addresses, ports and id). DNS over TCP is followed on the DNS
-ports: each direction is reassembled in sequence order and cut into its 2-byte-framed
+ports, and on any other port when the client's first data is a framed query: each direction is reassembled in sequence order and cut into its 2-byte-framed
 messages; every answer message with a query's id belongs to that query (AXFR spans many).
 
 What is not a replayable query is counted by reason in `dns_skip_reasons` (malformed,
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from shadowdiff.capture.packet import DECODERS, decode_ethernet, decode_null, decode_raw, decode_sll, decode_sll2
 from shadowdiff.model import Exchange, Request
 from shadowdiff.protocols.dns.tcpflow import TcpFlows
-from shadowdiff.protocols.dns.wire import BadQuery, answer_response, query_id, query_request
+from shadowdiff.protocols.dns.wire import BadQuery, answer_response, parse_query, query_id, query_request
 
 DNS_PORTS = frozenset({53})
 #: Capture seconds after which a UDP query is given up as unanswered (resolvers retry by then).
@@ -119,12 +119,27 @@ class DnsCapture:
         if p.tcp:
             if p.dport in self.ports or p.sport in self.ports:
                 self.flows.segment(p, ts, client=p.dport in self.ports)
+            else:
+                self._tcp_elsewhere(p, ts)
             return
         if len(p.payload) >= 3 and p.payload[2] & 0x80 and self._udp_answer(p, ts):
             return  # QR set and its query seen: an answer
         if p.dport in self.ports or _looks_like_query(p.payload):
             self.query(p.payload, ts, (p.src, p.sport, p.dst, p.dport), "udp",
                        strict=p.dport not in self.ports)
+
+    def _tcp_elsewhere(self, p: Packet, ts: float) -> None:
+        """TCP off the DNS ports: a connection whose client opens with a framed query is DNS."""
+        side = self.flows.side_of(p)
+        if side is not None:
+            self.flows.segment(p, ts, client=side)
+        elif len(p.payload) >= 19 and _looks_like_query(p.payload[2:]):
+            size = p.payload[0] << 8 | p.payload[1]
+            try:
+                parse_query(p.payload[2:2 + size])
+            except BadQuery:
+                return  # other traffic that happens to look alike
+            self.flows.segment(p, ts, client=True)
 
     def query(self, wire: bytes, ts: float, flow: tuple[Any, ...], transport: str,
               strict: bool = False) -> str | None:

@@ -96,6 +96,14 @@ class TcpFlows:
         self.capture = capture
         self.conns: dict[tuple[Any, ...], _Connection] = {}
 
+    def side_of(self, p: Any) -> bool | None:
+        """True for a client segment of a followed connection, False for a server one, else None."""
+        if (p.src, p.sport, p.dst, p.dport) in self.conns:
+            return True
+        if (p.dst, p.dport, p.src, p.sport) in self.conns:
+            return False
+        return None
+
     def segment(self, p: Any, ts: float, client: bool) -> None:
         """One TCP segment of a DNS connection (`client`: sent by the client)."""
         flow = (p.src, p.sport, p.dst, p.dport) if client else (p.dst, p.dport, p.src, p.sport)
