@@ -185,8 +185,14 @@ def report(servers: tuple[Path, int, int]) -> dict:
             targets[ex["id"]] = (ex["request"]["method"], ex["request"]["target"])
     with gzip.open(out / "results.jsonl.gz") as f:
         results = [json.loads(line) for line in f]
+    # `run` reads the pcap itself too, finding DNS on the high port by content
+    direct = _shadowdiff("run", str(pcap), "--old", f"dns://127.0.0.1:{old_port}",
+                         "--new", f"dns://127.0.0.1:{new_port}", "--dns-allow", "axfr",
+                         "--config", str(d / "shadowdiff.toml"), "--out", str(d / "direct"), "-q")
+    assert direct.returncode == 1 and "Traceback" not in direct.stderr, direct.stderr
     return {"summary": json.loads((out / "summary.json").read_text()), "results": results,
-            "targets": targets, "md": (out / "report.md").read_text()}
+            "targets": targets, "md": (out / "report.md").read_text(),
+            "direct": json.loads((d / "direct" / "summary.json").read_text())}
 
 
 def _states(report: dict) -> dict[tuple[str, str], set[str]]:
@@ -202,6 +208,9 @@ def test_every_dig_query_was_captured_and_replayed(report: dict) -> None:
     assert len(report["targets"]) == wanted + 1
     assert report["summary"]["totals"]["replayed"] == wanted + 1
     assert report["summary"]["totals"]["failed"] == {"old": 0, "new": 0, "old_replica": 0}
+    direct = report["direct"]
+    assert direct["totals"]["replayed"] == wanted + 1
+    assert {s["key"] for s in direct["signatures"]} == {s["key"] for s in report["summary"]["signatures"]}
 
 
 def test_what_both_answer_alike_is_not_reported(report: dict) -> None:
