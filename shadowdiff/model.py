@@ -18,6 +18,7 @@ Headers = tuple[tuple[str, str], ...]
 #: Where usage figures can come from, and how reports name each. Production logs of any
 #: protocol are alike to ranking; only these words differ.
 USAGE_SOURCES: dict[str, str] = {"access_log": "access logs", "mail_log": "mail logs",
+                                 "query_log": "DNS query logs",
                                  "capture": "the capture"}
 
 #: The roles a request is replayed to. `old_replica` only measures noise.

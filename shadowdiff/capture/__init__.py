@@ -26,9 +26,10 @@ SNIFF_BYTES = 64 * 1024
 FORMATS: dict[str, tuple[str, str, str]] = {
     "shadowdiff": ("shadowdiff.capture", "sniff_shadowdiff", "read_shadowdiff"),
     "mitm": ("shadowdiff.capture.mitm", "sniff", "read_mitm"),
-    "pcap": ("shadowdiff.capture.pcap.reader", "sniff", "read_pcap"),
+    "pcap": ("shadowdiff.capture.pcap.combined", "sniff", "read_pcap_all"),  # + DNS (pcap/combined.py)
     "har": ("shadowdiff.capture.har", "sniff", "read_har"),
     "maillog": ("shadowdiff.capture.maillog", "sniff", "read_maillog"),
+    "dnslog": ("shadowdiff.protocols.dns.logs", "sniff", "read_dnslog"),
     "log": ("shadowdiff.capture.accesslog", "sniff", "read_access_log"),
 }
 
@@ -113,7 +114,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         if sniff(head):
             return name
     raise CaptureError("unknown capture format: not a shadowdiff capture, HAR, mitmproxy flow "
-                       "file, pcap, mail log or access log (name one with --format to see why)",
+                       "file, pcap, mail log, DNS query log or access log (name one with --format "
+                       "to see why)",
                        source=str(path), position="byte 0")
 
 

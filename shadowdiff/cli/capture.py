@@ -14,7 +14,8 @@ from shadowdiff.errors import EXIT_INPUT
 from shadowdiff.errors import CaptureError, ShadowdiffError
 from shadowdiff.model import Exchange
 
-_FORMATS = {"har": "har", "pcap": "pcap", "mitm": "mitm", "maillog": "maillog", "log": "log"}
+_FORMATS = {"har": "har", "pcap": "pcap", "mitm": "mitm", "maillog": "maillog", "dnslog": "dnslog",
+            "log": "log"}
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -97,8 +98,8 @@ def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
 
 def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> None:
     def command(inputs: tuple[str, ...], output: str, port: tuple[int, ...] = (),
-                quiet: bool = False, **filters: Any) -> None:
-        extra = {"ports": set(port) or None} if ports else {}
+                quiet: bool = False, dns_port: tuple[int, ...] = (), **filters: Any) -> None:
+        extra = {"ports": set(port) or None, "dns_ports": set(dns_port)} if ports else {}
         _import(fmt, inputs, output, _filter(**filters), extra, quiet)
 
     command.__doc__ = help_text
@@ -109,6 +110,9 @@ def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> N
         command = click.option("--port", multiple=True, type=int,
                                help="Server port(s) to import; each connection is HTTP or SMTP, by port "
                                     "(25, 587: SMTP) and by content [every port].")(command)
+        command = click.option("--dns-port", multiple=True, type=int,
+                               help="More server ports that carry DNS over UDP and TCP, beside 53 "
+                                    "(queries are also found by content on any port).")(command)
     command = click.argument("inputs", nargs=-1, required=True,
                              type=click.Path(exists=True, dir_okay=False))(command)
     capture.command(fmt)(command)
@@ -119,6 +123,8 @@ _make_capture_command("pcap", "Import pcap/pcapng files: TCP reassembly, HTTP/1.
 _make_capture_command("mitm", "Import mitmproxy flow files (mitmdump -w).")
 _make_capture_command("maillog", "Synthesize SMTP sessions from Postfix maillogs and Exim mainlogs "
                                  "(one per logged message; no content, so DATA carries a stand-in).")
+_make_capture_command("dnslog", "Queries from DNS query logs (BIND, Unbound, Knot, dnsmasq) or "
+                                "`name type` lists, rebuilt as a stub resolver sends them.")
 _make_capture_command("log", "Turn access logs into replayable GET/HEAD requests (logs carry no bodies).")
 
 

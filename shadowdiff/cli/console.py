@@ -28,6 +28,10 @@ def load_usage(paths: Sequence[str], config: Config | None = None, *,
     config = config or Config()
     base = Path(config.source).parent if config.source else None
     templater = build_templater(config.routes, base_dir=base, openapi=openapi, extra_routes=routes)
+    from shadowdiff.rank.routing import query_log_usage  # DNS query logs: their own counts
+    queries = query_log_usage(paths, config.replay.dns.zones) if paths else None
+    if queries is not None:
+        return queries, templater
     return usage_from_logs(paths, templater, config.routes, window_days=config.rank.window_days,
                            half_life_days=config.rank.half_life_days)
 

@@ -116,3 +116,31 @@ def replay_smtp_demo(out: Path, old: str, new: str, *, quiet: bool = False) -> i
                     history=HistoryConfig(path=str(out.parent / "demo-smtp-history.sqlite")))
     code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
     return _demo_exit(code, out, quiet)
+
+
+def run_dns_demo(out: Path, *, quiet: bool = False) -> int:
+    """`demo --dns`: replay the bundled queries to two name servers; 0 when it ran as intended."""
+    from shadowdiff.demo.dns import dns_servers
+
+    with dns_servers() as (old, new, _):
+        return replay_dns_demo(out, old, new, quiet=quiet)
+
+
+def replay_dns_demo(out: Path, old: str, new: str, *, quiet: bool = False) -> int:
+    """The DNS demo's run against given name servers, with the defaults a user gets."""
+    from shadowdiff.config import Config, ReplayConfig
+    from shadowdiff.cli.console import execute
+    from shadowdiff.demo.dns import TTL_TOLERANCE
+    from shadowdiff.protocols.dns.config import DnsConfig
+
+    capture, log = demo_files("demo-dns-queries.txt", "demo-dns-querylog.log")
+    if not quiet:
+        Console(stderr=True).print(f"[bold]shadowdiff demo --dns[/]: old name server at {old}, new "
+                                   f"at {new}; replaying {capture.name}, ranking by {log.name}")
+    config = Config(targets=Targets(old=old, new=new, replay_old_twice=True),
+                    replay=ReplayConfig(timeout_s=5.0,
+                                        dns=DnsConfig(ttl_tolerance=TTL_TOLERANCE,
+                                                      zones=("example.com",))),
+                    history=HistoryConfig(path=str(out.parent / "demo-dns-history.sqlite")))
+    code = execute((str(capture),), config, out_dir=out, usage_logs=(str(log),), quiet=quiet)
+    return _demo_exit(code, out, quiet)

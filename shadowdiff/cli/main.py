@@ -70,12 +70,19 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
         max_body_bytes=flags.get("max_body_bytes") or r.max_body_bytes,
         client=flags.get("client") or r.client,
         smtp_deliver=bool(flags.get("smtp_deliver")) or r.smtp_deliver,
+        dns=_dns_flags(r.dns, flags.get("dns_allow") or ()),
     ))
     report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
     rank_cfg = config.rank
     if flags.get("window_days") is not None:
         rank_cfg = check_window(replace(rank_cfg, window_days=flags["window_days"]))
     return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg)
+
+
+def _dns_flags(base: Any, allow: tuple[str, ...]) -> Any:
+    """`[dns]` with `--dns-allow` added (ConfigError, exit 2, for an unknown opt-in)."""
+    from shadowdiff.protocols.dns.config import allowed
+    return replace(base, allow=tuple(dict.fromkeys(base.allow + allowed(allow)))) if allow else base
 
 
 _RUN_OPTIONS = [
@@ -111,6 +118,8 @@ _RUN_OPTIONS = [
                  help="HTTP client: llhttp on bare asyncio (fast) or aiohttp [fast]."),
     click.option("--smtp-deliver", is_flag=True,
                  help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
+    click.option("--dns-allow", multiple=True, metavar="axfr",
+                 help="DNS: also send zone transfers (AXFR, IXFR); UPDATE and NOTIFY never go."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
     click.option("--workers", default="auto", metavar="N|auto",
@@ -157,13 +166,17 @@ def _workers(value: str, captures: tuple[str, ...]) -> int:
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Where the demo writes its report [reports/demo, reports/demo-smtp].")
+              help="Where the demo writes its report [reports/demo, reports/demo-smtp, reports/demo-dns].")
 @click.option("--smtp", is_flag=True,
               help="The mail demo: two aiosmtpd MTAs, a mail capture, a Postfix maillog.")
+@click.option("--dns", is_flag=True,
+              help="The DNS demo: two dnspython name servers, a query list, a BIND query log.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no table.")
-def demo(out: str | None, smtp: bool, quiet: bool) -> None:
+def demo(out: str | None, smtp: bool, dns: bool, quiet: bool) -> None:
     """Run the whole pipeline on bundled old and new demo services (exits 0 when it worked)."""
-    from shadowdiff.cli.demo import run_demo, run_smtp_demo
+    from shadowdiff.cli.demo import run_demo, run_dns_demo, run_smtp_demo
+    if dns:
+        sys.exit(run_dns_demo(Path(out or "reports/demo-dns"), quiet=quiet))
     if smtp:
         sys.exit(run_smtp_demo(Path(out or "reports/demo-smtp"), quiet=quiet))
     sys.exit(run_demo(Path(out or "reports/demo"), quiet=quiet))

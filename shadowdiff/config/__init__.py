@@ -30,6 +30,7 @@ from shadowdiff.config.sections import (
 from shadowdiff.config.tables import check_keys
 from shadowdiff.errors import ConfigError
 from shadowdiff.nightly.config import GateConfig, HistoryConfig, parse_gate, parse_history
+from shadowdiff.protocols.dns.config import parse_dns
 from shadowdiff.protocols.smtp.config import parse_smtp
 from shadowdiff.rank.options import RankConfig
 from shadowdiff.rank.routing import RoutesConfig, parse_routes
@@ -68,7 +69,7 @@ class Config:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp"}
+             "history", "smtp", "dns"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -99,7 +100,8 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
     return Config(
         targets=parse_targets(data.get("targets", {}), src),
         replay=replace(parse_replay(data.get("replay", {}), src),
-                       smtp=parse_smtp(data.get("smtp", {}), src)),
+                       smtp=parse_smtp(data.get("smtp", {}), src),
+                       dns=parse_dns(data.get("dns", {}), src)),
         rules=parse_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(parse_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=parse_rank(data.get("rank", {}), src),
@@ -110,3 +112,14 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         source=src,
     )
 
+
+def plugin_configured(protocol: Any, config: Config) -> tuple[Any, Config]:
+    """The run's plugin as its settings ask (e.g. DNS zones), and `config` with the rules the
+    plugin adds (DNS: TTL tolerance, OPT ignored), parsed like a `[normalize]` table so that
+    they are ordinary rules (the audit names them like any other)."""
+    configure = getattr(protocol, "configure", None)
+    if configure is None:
+        return protocol, config
+    protocol, table = configure(config.replay)
+    extra = parse_rules(table, protocol.name, config.source or "<plugin defaults>", defaults=False)
+    return protocol, replace(config, rules=merge_rules(config.rules, extra))

@@ -19,7 +19,7 @@ import orjson
 
 from shadowdiff import __version__
 from shadowdiff.capture import read_exchanges
-from shadowdiff.config import Config
+from shadowdiff.config import Config, plugin_configured
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.model import Exchange, Request, Trial
 from shadowdiff.compare.noisefile import NOISE_FILE, noise_record
@@ -182,6 +182,7 @@ def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
     anything is replayed, so a locked or damaged one fails the run at once (exit 2).
     """
     protocol = _protocol(config)
+    protocol, config = plugin_configured(protocol, config)  # e.g. the [dns] rules
     engine = _Engine(workers, scheduler)
     if engine.partitioned and resume:
         raise ConfigError("--resume continues a run judged by one process: resume it with "
@@ -256,7 +257,7 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
     client, cluster = partitioned.open_client(engine.workers, engine.scheduler)
     try:
         share = engine.workers if engine.scheduler is None else _cluster_size(client)
-        setup = partitioned.Setup(config, protocol.name, templater, share)
+        setup = partitioned.Setup(config, protocol, templater, share)
         needed = needed_roles(config)
         exchanges = selected(captures, replay_policy(config, protocol), tally, state,
                              endpoint_of, needed)

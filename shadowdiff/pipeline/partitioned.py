@@ -26,7 +26,7 @@ from shadowdiff.capture.jsonl import exchange_from_dict, exchange_to_dict
 from shadowdiff.config import Config
 from shadowdiff.model import Exchange, Request
 from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
-from shadowdiff.protocols.base import Protocol, get_protocol
+from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.rank.tally import Tally
@@ -52,7 +52,7 @@ class Setup:
     """What every chunk needs besides its exchanges (sent to each worker once)."""
 
     config: Config
-    protocol: str
+    protocol: Protocol  # the run's plugin object, as configured (DNS zones): not re-looked-up
     templater: Templater | None
     share: int  # chunks judged at once: each gets 1/share of the rate and concurrency
 
@@ -69,7 +69,7 @@ class Partial:
 
 def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
     """Replay and judge one chunk (in a worker process)."""
-    protocol = get_protocol(setup.protocol)
+    protocol = setup.protocol
     exchanges = [exchange_from_dict(orjson.loads(line)) for line in lines]
     tally = Tally(setup.config.report)
     endpoint_of = endpoint_function(protocol.name, setup.templater, protocol.endpoint_key)

@@ -18,7 +18,9 @@ from shadowdiff.model import Outcome, Request, Response
 
 Tree = dict[str, Any]
 
-_BUILTIN = {"http": "shadowdiff.protocols.http.plugin:PROTOCOL", "smtp": "shadowdiff.protocols.smtp.plugin:PROTOCOL"}
+_BUILTIN = {"http": "shadowdiff.protocols.http.plugin:PROTOCOL",
+            "smtp": "shadowdiff.protocols.smtp.plugin:PROTOCOL",
+            "dns": "shadowdiff.protocols.dns:PROTOCOL"}
 
 
 @runtime_checkable

@@ -207,3 +207,31 @@ def _trivial(templater: Templater) -> bool:
     """Nothing configured or learned: the plugin's own key gives the same answer, faster."""
     from shadowdiff.protocols.http.endpoints import http_endpoint
     return not templater.routes.routes and not templater.id_slots and templater.infer is http_endpoint
+
+
+def query_log_usage(paths: Sequence[str], zones: Sequence[str] = ()) -> Usage | None:
+    """Usage from DNS query logs (BIND, Unbound, Knot, dnsmasq, name lists), or None when
+    the files are not query logs."""
+    from shadowdiff.protocols.dns.endpoints import dns_endpoint
+    from shadowdiff.protocols.dns.logs import is_query_log, parse_line, query_lines
+    from shadowdiff.rank.usage.sources import expand_paths
+
+    files = expand_paths(list(paths))
+    logs = [f for f in files if is_query_log(f)]
+    if not logs:
+        return None
+    if len(logs) != len(files):
+        other = next(f for f in files if f not in logs)
+        raise ConfigError(f"--usage mixes DNS query logs ({logs[0]}) and other logs ({other}): "
+                          "give the logs of the protocol being replayed")
+    counts: Counter[str] = Counter()
+    skipped = 0
+    for path in logs:
+        for _, line in query_lines(path):
+            query = parse_line(line)
+            if query is None:
+                skipped += bool(line.strip())
+                continue
+            counts[dns_endpoint(query.qtype, query.name, zones)] += 1
+    note = "DNS query logs: one count per logged query"
+    return Usage(dict(counts), "query_log", tuple(logs), skipped, note=note)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shadowdiff.protocols.dns.config import DnsConfig
 from shadowdiff.protocols.smtp.config import SmtpConfig
 
 
@@ -49,6 +50,8 @@ class ReplayConfig:
     smtp_deliver: bool = False              # SMTP targets are sinks: send DATA and the message
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     """The `[smtp]` section (config_smtp.py), here so every sender gets it with these options."""
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    """The `[dns]` section (protocols/dns/config.py), likewise."""
 
 
 class ReplaySettings(Protocol):

@@ -113,7 +113,7 @@ def test_explicit_format_skips_detection(tmp_path: Path) -> None:
         list(read_exchanges(path, fmt="har"))
     with pytest.raises(CaptureError, match="unknown format"):
         read_exchanges(path, fmt="nope")
-    assert set(FORMATS) == {"shadowdiff", "har", "mitm", "pcap", "maillog", "log"}
+    assert set(FORMATS) == {"shadowdiff", "har", "mitm", "pcap", "maillog", "dnslog", "log"}
 
 
 def test_capture_that_is_not_json_lines(tmp_path: Path) -> None:
