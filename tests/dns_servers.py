@@ -79,3 +79,21 @@ async def start_tcp(answer: Answer, *, cut_after: int | None = None,
 
     server = await asyncio.start_server(client, "127.0.0.1", port)
     return server, server.sockets[0].getsockname()[1]
+
+
+async def start_pair(udp_answer: Answer, tcp_answer: Answer, *, cut_after: int | None = None,
+                     tries: int = 20) -> tuple[asyncio.DatagramTransport, asyncio.base_events.Server, int]:
+    """A UDP and a TCP server on one port (a resolver retries a TC answer over TCP on the same
+    port). The kernel picks a free UDP port; its TCP twin may be taken: then try another."""
+    for attempt in range(tries):
+        udp, port = await start_udp(udp_answer)
+        try:
+            tcp, _ = await start_tcp(tcp_answer, cut_after=cut_after, port=port)
+        except OSError:
+            udp.close()
+            await asyncio.sleep(0)  # let the transport finish closing
+            if attempt == tries - 1:
+                raise
+            continue
+        return udp, tcp, port
+    raise AssertionError("unreachable")

@@ -13,7 +13,7 @@ from rich.table import Table
 from shadowdiff.config import Config
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.pipeline.orchestrate import default_out_dir, run
-from shadowdiff.rank.impact import Usage
+from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.routing import build_templater, usage_from_logs
 from shadowdiff.report.markdown import example_sides
 

@@ -204,6 +204,26 @@ async def _tcp_client(server: ZoneServer, reader: asyncio.StreamReader,
         writer.close()
 
 
+async def _bind(server: ZoneServer, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, int]:
+    """UDP and TCP listeners on one free port of 127.0.0.1."""
+    # The kernel picks a free UDP port; its TCP twin may be taken: then try another.
+    for attempt in range(20):
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server),
+                                                     local_addr=("127.0.0.1", 0))
+        port = udp.get_extra_info("sockname")[1]
+        try:
+            tcp = await asyncio.start_server(lambda r, w: _tcp_client(server, r, w),
+                                             "127.0.0.1", port)
+        except OSError:
+            udp.close()
+            await asyncio.sleep(0)  # let the transport finish closing
+            if attempt == 19:
+                raise
+            continue
+        return udp, tcp, port
+    raise OSError("no free UDP/TCP port pair")  # not reached: the last attempt raises
+
+
 @contextmanager
 def serving(zone_text: str, origin: str, behaviour: Behaviour = Behaviour()) -> Iterator[tuple[ZoneServer, int]]:
     """Serve the zone on 127.0.0.1 (UDP and TCP, one free port) in a thread: (server, port)."""
@@ -213,22 +233,8 @@ def serving(zone_text: str, origin: str, behaviour: Behaviour = Behaviour()) -> 
     ready = threading.Event()
 
     async def start() -> None:
-        # The kernel picks a free UDP port; its TCP twin may be taken: then try another.
-        for attempt in range(20):
-            udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server),
-                                                         local_addr=("127.0.0.1", 0))
-            port = udp.get_extra_info("sockname")[1]
-            try:
-                tcp = await asyncio.start_server(lambda r, w: _tcp_client(server, r, w),
-                                                 "127.0.0.1", port)
-            except OSError:
-                udp.close()
-                await asyncio.sleep(0)  # let the transport finish closing
-                if attempt == 19:
-                    raise
-                continue
-            started.update(udp=udp, tcp=tcp, port=port)
-            return
+        udp, tcp, port = await _bind(server, loop)
+        started.update(udp=udp, tcp=tcp, port=port)
 
     def main() -> None:
         asyncio.set_event_loop(loop)

@@ -25,7 +25,8 @@ from shadowdiff.model import Exchange, Request, Trial
 from shadowdiff.compare.noisefile import NOISE_FILE, noise_record
 from shadowdiff.protocols.base import Protocol, get_protocol, protocol_for_url
 from shadowdiff.protocols.http.templater import Templater
-from shadowdiff.rank.impact import Usage, capture_usage
+from shadowdiff.rank.impact import capture_usage
+from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History
 from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit

@@ -15,7 +15,8 @@ from shadowdiff.errors import EXIT_CLEAN, EXIT_DIVERGED, EXIT_INPUT
 from shadowdiff.compare.noise import NoiseTest
 from shadowdiff.rank.coverage import suggest_sample
 from shadowdiff.model import USAGE_SOURCES, Signature
-from shadowdiff.rank.impact import Usage, coverage, endpoint_table, rank_signatures, uncovered
+from shadowdiff.rank.impact import coverage, endpoint_table, rank_signatures, uncovered
+from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.severity import severity_weights
 from shadowdiff.rank.tally import Tally
 

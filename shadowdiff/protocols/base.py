@@ -20,7 +20,7 @@ Tree = dict[str, Any]
 
 _BUILTIN = {"http": "shadowdiff.protocols.http.plugin:PROTOCOL",
             "smtp": "shadowdiff.protocols.smtp.plugin:PROTOCOL",
-            "dns": "shadowdiff.protocols.dns:PROTOCOL"}
+            "dns": "shadowdiff.protocols.dns.plugin:PROTOCOL"}
 
 
 @runtime_checkable

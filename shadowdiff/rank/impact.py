@@ -9,7 +9,6 @@ that imports pandas for ranking.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,30 +17,7 @@ import pandas as pd
 from shadowdiff.model import USAGE_SOURCES as USAGE_SOURCES  # re-exported
 from shadowdiff.rank.severity import severity
 from shadowdiff.rank.tally import Tally
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Production requests per endpoint, and where the figures came from."""
-
-    counts: Mapping[str, int]
-    source: str                     # a key of USAGE_SOURCES
-    files: tuple[str, ...] = ()
-    malformed: int = 0
-    note: str = ""
-    window_days: float | None = None
-    """The counts cover only the logs' last N days (`[rank] window_days`); None: all."""
-    half_life_days: float | None = None
-    """Within the window, a day this old counted half."""
-
-    @property
-    def total(self) -> int:
-        return int(sum(self.counts.values()))
-
-    @property
-    def from_production(self) -> bool:
-        """Counted from production logs (access or mail), not the capture's stand-in."""
-        return self.source != "capture"
+from shadowdiff.rank.traffic import Usage
 
 
 def capture_usage(tally: Tally) -> Usage:

@@ -22,7 +22,7 @@ from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.errors import ConfigError
 from shadowdiff.model import Request
 from shadowdiff.protocols.smtp.maillog import MailUsage, is_mail_log, read_mail_usage
-from shadowdiff.rank.impact import Usage
+from shadowdiff.rank.traffic import Usage
 
 
 ROUTES_KEYS = {"paths", "openapi", "openapi_base_path", "id_after", "learn_ids",

@@ -8,7 +8,14 @@ from factories import make_exchange, make_response
 from shadowdiff.redact import ReportConfig
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.model import Divergence, Trial
-from shadowdiff.rank.impact import Usage, capture_usage, coverage, endpoint_table, rank_signatures, uncovered
+from shadowdiff.rank.impact import (
+    capture_usage,
+    coverage,
+    endpoint_table,
+    rank_signatures,
+    uncovered,
+)
+from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.tally import Tally
 
 

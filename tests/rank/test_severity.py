@@ -15,7 +15,8 @@ from factories import make_exchange, make_response
 from shadowdiff.redact import ReportConfig
 from shadowdiff.compare.judge import Verdict
 from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, Divergence, Trial
-from shadowdiff.rank.impact import Usage, rank_signatures
+from shadowdiff.rank.impact import rank_signatures
+from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.severity import (DEFAULT_WEIGHTS, WEIGHT_REASONS, severity,
                                  severity_case, severity_weights, weight_recent)
 from shadowdiff.rank.tally import Tally

@@ -13,7 +13,7 @@ from shadowdiff.errors import ConfigError
 from shadowdiff.compare.judge import judge
 from shadowdiff.model import Exchange, Response, Trial
 from shadowdiff.protocols.base import get_protocol, protocol_for_url
-from shadowdiff.protocols.dns import PROTOCOL, query_methods
+from shadowdiff.protocols.dns.plugin import PROTOCOL, query_methods
 from shadowdiff.protocols.dns.endpoints import dns_endpoint, name_template
 from shadowdiff.protocols.dns.lift import lift_answer
 from shadowdiff.protocols.dns.wire import (

@@ -14,7 +14,7 @@ from scapy.packet import Raw
 
 from shadowdiff.capture import detect_format, read_exchanges
 from shadowdiff.cli.console import load_usage
-from shadowdiff.protocols.dns import PROTOCOL
+from shadowdiff.protocols.dns.plugin import PROTOCOL
 from shadowdiff.protocols.dns.logs import parse_line
 from pcapflow import Flow, write
 

@@ -18,7 +18,7 @@ from shadowdiff.capture.jsonl import CaptureWriter
 from shadowdiff.cli.main import main
 from shadowdiff.demo.dns_server import Behaviour, serving
 from shadowdiff.model import Exchange, Request
-from shadowdiff.protocols.dns import PROTOCOL
+from shadowdiff.protocols.dns.plugin import PROTOCOL
 from shadowdiff.protocols.dns.lift import lift_answer
 from shadowdiff.protocols.dns.logs import parse_line, sniff
 from shadowdiff.protocols.dns.wire import make_query_request

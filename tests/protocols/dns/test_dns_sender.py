@@ -13,10 +13,10 @@ from shadowdiff.config import ReplayConfig
 from shadowdiff.demo.dns_server import Behaviour, serving
 from shadowdiff.errors import ConfigError
 from shadowdiff.model import Failure, Request, Response
-from shadowdiff.protocols.dns import PROTOCOL
+from shadowdiff.protocols.dns.plugin import PROTOCOL
 from shadowdiff.protocols.dns.sender import DnsSender, parse_target
 from shadowdiff.protocols.dns.wire import make_query_request, unframe
-from dns_servers import a_record, garbage, silent, start_tcp, start_udp
+from dns_servers import a_record, garbage, silent, start_pair, start_udp
 
 ZONE = (DATA / "dns" / "example.com.zone").read_text()
 
@@ -75,8 +75,8 @@ def test_faults_become_failures() -> None:
     async def scenario() -> dict[str, object]:
         bad, bad_port = await start_udp(garbage)
         mute, mute_port = await start_udp(silent)
-        tc, tc_port = await start_udp(functools.partial(a_record, truncate=True))
-        cut, _ = await start_tcp(a_record, cut_after=9, port=tc_port)
+        tc, cut, tc_port = await start_pair(functools.partial(a_record, truncate=True), a_record,
+                                            cut_after=9)
         tc2, tc2_port = await start_udp(functools.partial(a_record, truncate=True))
         request = make_query_request("www.example.com", "A")
         try:

@@ -10,7 +10,7 @@ in its own process. In one run this script measures, alternating, `--repeat` tim
 and prints the best of each and their ratio (target: >= 0.7x the bare loop).
 An exchange is one query sent to both servers (two queries).
 
-    .venv/bin/python benchmarks/dns.py [--queries N] [--concurrency C] [--repeat K] [--python-servers]
+    .venv/bin/python benchmarks/dns_replay.py [--queries N] [--concurrency C] [--repeat K] [--python-servers]
 """
 
 from __future__ import annotations
