@@ -176,17 +176,22 @@ def mail_usage(paths: Sequence[str]) -> Usage | None:
     learned ids (HTTP paths) do not apply. Mixed with access logs they are an error:
     one run ranks one protocol's endpoints.
     """
+    mail = logs_of_kind(paths, is_mail_log, "mail logs")
+    return usage_of_mail(read_mail_usage(mail)) if mail else None
+
+
+def logs_of_kind(paths: Sequence[str], is_kind: Callable[[str], bool], what: str) -> list[str]:
+    """The files (globs expanded) when every one is of the kind `is_kind` tells by content;
+    [] when none is; an error when some are: one run ranks one protocol's endpoints."""
     from shadowdiff.rank.usage.sources import expand_paths
 
     files = expand_paths(list(paths))
-    mail = [f for f in files if is_mail_log(f)]
-    if not mail:
-        return None
-    if len(mail) != len(files):
-        other = next(f for f in files if f not in mail)
-        raise ConfigError(f"--usage mixes mail logs ({mail[0]}) and other logs ({other}): "
+    found = [f for f in files if is_kind(f)]
+    if found and len(found) != len(files):
+        other = next(f for f in files if f not in found)
+        raise ConfigError(f"--usage mixes {what} ({found[0]}) and other logs ({other}): "
                           "give the logs of the protocol being replayed")
-    return usage_of_mail(read_mail_usage(mail))
+    return found
 
 
 def usage_of_mail(mail: MailUsage) -> Usage:
@@ -214,16 +219,10 @@ def query_log_usage(paths: Sequence[str], zones: Sequence[str] = ()) -> Usage | 
     the files are not query logs."""
     from shadowdiff.protocols.dns.endpoints import dns_endpoint
     from shadowdiff.protocols.dns.logs import is_query_log, parse_line, query_lines
-    from shadowdiff.rank.usage.sources import expand_paths
 
-    files = expand_paths(list(paths))
-    logs = [f for f in files if is_query_log(f)]
+    logs = logs_of_kind(paths, is_query_log, "DNS query logs")
     if not logs:
         return None
-    if len(logs) != len(files):
-        other = next(f for f in files if f not in logs)
-        raise ConfigError(f"--usage mixes DNS query logs ({logs[0]}) and other logs ({other}): "
-                          "give the logs of the protocol being replayed")
     counts: Counter[str] = Counter()
     skipped = 0
     for path in logs:
