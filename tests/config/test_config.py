@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from testpaths import REPO
 from shadowdiff.config import load_config
 from shadowdiff.errors import ConfigError
 from shadowdiff.compare.normalize import DEFAULT_IGNORE_HEADERS
@@ -153,11 +154,10 @@ case_insensitive = ["body.city"]
 def test_the_configuration_doc_examples_load_and_name_every_preset():
     import re
     import tomllib
-    from pathlib import Path
 
     from shadowdiff.config import config_from_dict
     from shadowdiff.compare.rules.presets import PRESETS
-    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    doc = (REPO / "docs" / "configuration.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)
     assert len(blocks) >= 3
     for block in blocks:
