@@ -36,7 +36,7 @@ from typing import Any, Union
 
 from lxml import etree
 
-from shadowdiff.compare.markup_lines import LineMap, spans_end
+from shadowdiff.compare.markup_lines import LineMap, pair_keys, spans_end, subtree_key
 from shadowdiff.compare.rules.text import HTML_MARK, XML_MARK
 from shadowdiff.paths import join_attribute, join_location
 
@@ -154,30 +154,6 @@ def _parse(text: str, fmt: str) -> tuple[str, Any] | None:
     return (_SPACE.sub(" ", doctype).lower() if fmt == "html" else doctype), root
 
 
-def _key(el: Any) -> bytes:
-    """A subtree's serialization, made in C: equal keys mean equal subtrees, so the descent
-    skips them without visiting their nodes (unequal keys may still be canonically equal:
-    then the descent finds nothing)."""
-    return etree.tostring(el, with_tail=False)  # type: ignore[no-any-return]
-
-
-def _pair_keys(o: list[Any], n: list[Any], at: list[int]) -> dict[int, tuple[Any, Any]]:
-    """Keys of the children at positions `at` on both sides, for reorder and alignment checks.
-
-    Only equal keys matter, and equal subtrees have equal text: so a child whose text occurs
-    on no child of the other side gets a key of its own that equals nothing (no full
-    serialization), and only the others are serialized (their text is 4x cheaper to make)."""
-    o_text, n_text = [_text_key(c) for c in o], [_text_key(c) for c in n]
-    o_seen, n_seen = set(o_text), set(n_text)
-    return {i: (_key(o[i]) if o_text[i] in n_seen else ("old", i),
-                _key(n[i]) if n_text[i] in o_seen else ("new", i)) for i in at}
-
-
-def _text_key(el: Any) -> bytes:
-    """All the text in a subtree, made in C: a necessary condition for equal subtrees."""
-    return etree.tostring(el, method="text", with_tail=False, encoding="utf-8")  # type: ignore[no-any-return]
-
-
 def _elements(el: Any) -> list[Any]:
     return [c for c in el if isinstance(c.tag, str)]  # comments and PIs have a function as tag
 
@@ -267,7 +243,7 @@ class _Differ:
         # Descending is cheaper than serializing (lines prune the walk below), so serialize
         # only where a reordering is possible: two children of one name, or more children.
         swap = len(maybe) == 2 and names[maybe[0]] == names[maybe[1]]
-        keys = _pair_keys(o, n, maybe) if len(maybe) > 2 or swap else {}
+        keys = pair_keys(o, n, maybe) if len(maybe) > 2 or swap else {}
         differing = [i for i in maybe if i not in keys or keys[i][0] != keys[i][1]]
         if len(differing) > 1 and keys and Counter(keys[i][0] for i in differing) \
                 == Counter(keys[i][1] for i in differing):
@@ -285,8 +261,8 @@ class _Differ:
         """Children whose names differ: aligned by equal subtrees, then paired by name.
         `known`: keys already made, by position (old, new)."""
         known = known or {}
-        o_keys = [known[i][0] if i in known else _key(c) for i, c in enumerate(o)]
-        n_keys = [known[j][1] if j in known else _key(c) for j, c in enumerate(n)]
+        o_keys = [known[i][0] if i in known else subtree_key(c) for i, c in enumerate(o)]
+        n_keys = [known[j][1] if j in known else subtree_key(c) for j, c in enumerate(n)]
         o_names, n_names = names
         o_steps, n_steps = steps
         # Align equal subtrees first, like lines in a text diff: an inserted row must not

@@ -271,7 +271,12 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
             if progress is not None:
                 progress(state)
 
-        partitioned.run_chunks(partitioned.chunks(exchanges, protocol), setup, client, merge)
+        def lost(index: int, size: int, exc: BaseException) -> None:
+            state.errors.append(f"chunk {index} ({size} exchanges) was not judged: "
+                                f"{exc.__class__.__name__}: {exc}")
+
+        partitioned.run_chunks(partitioned.chunks(exchanges, protocol), setup, client, merge,
+                               lost)
         check_observed(needed, state)
     finally:
         client.close()

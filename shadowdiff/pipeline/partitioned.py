@@ -126,21 +126,37 @@ def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
 
 
 def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
-               on_partial: Callable[[Partial], None]) -> None:
+               on_partial: Callable[[Partial], None],
+               on_lost: Callable[[int, int, BaseException], None]) -> None:
     """Submit the chunks, at most 2 per worker in flight, and hand each result over as it
-    completes (in completion order; merging does not care)."""
+    completes (in completion order; merging does not care). A chunk whose workers kept dying
+    (Dask gives up after `distributed.scheduler.allowed-failures` deaths) goes to `on_lost`
+    with its index and size: the run goes on and its report says what was lost."""
     from distributed import as_completed
 
     limit = max(2, 2 * setup.share)
     shared = client.scatter(setup, broadcast=True)
     pending = as_completed()
+    sizes: dict[Any, tuple[int, int]] = {}
+
+    def settle(future: Any) -> None:
+        index, size = sizes.pop(future.key)
+        try:
+            part = future.result()
+        except Exception as exc:  # noqa: BLE001 - KilledWorker, or the chunk's own crash
+            on_lost(index, size, exc)
+            return
+        on_partial(part)
+
     try:
         for index, chunk in enumerate(lines):
             while pending.count() >= limit:
-                on_partial(next(pending).result())
-            pending.add(client.submit(judge_chunk, index, chunk, shared, pure=False))
+                settle(next(pending))
+            future = client.submit(judge_chunk, index, chunk, shared, pure=False)
+            sizes[future.key] = (index, len(chunk))
+            pending.add(future)
         for future in pending:
-            on_partial(future.result())
+            settle(future)
     finally:
         for future in list(pending.futures):
             future.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +20,12 @@ from aiohttp import web
 
 from factories import make_exchange
 from servers import serve_app
-from shadowdiff.capture.jsonl import write_capture
+from shadowdiff.capture.jsonl import exchange_to_dict, write_capture
 from shadowdiff.config import Config, Targets
 from shadowdiff.nightly.config import HistoryConfig
 from shadowdiff.pipeline import partitioned
 from shadowdiff.pipeline.orchestrate import run
+from shadowdiff.protocols.http import plugin as http_plugin
 
 N = 900
 # A real Date would differ between old and new whenever a second ticks between their answers:
@@ -150,3 +152,31 @@ def test_a_worker_killed_mid_run_has_its_chunk_redone(capture: Path, tmp_path: P
     totals = summary["totals"]
     assert totals["replayed"] == N + N // 5 + 40  # nothing lost, nothing counted twice
     assert not summary["run"]["errors"]
+
+
+class _DyingHttp(type(http_plugin.PROTOCOL)):  # type: ignore[misc]
+    """HTTP whose sender kills the worker process that opens it: a worker that dies on every
+    try, the fault Dask gives up on (KilledWorker)."""
+
+    def open_sender(self, target: str, options: Any) -> Any:
+        os._exit(3)
+
+
+def test_a_chunk_whose_workers_keep_dying_is_reported_not_raised(capture: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    config = Config(targets=Targets(old="http://127.0.0.1:9", new="http://127.0.0.1:9"),
+                    history=HistoryConfig(enabled=False))
+    setup = partitioned.Setup(config, _DyingHttp(), None, 1)
+    lost: list[tuple[int, int]] = []
+    parts: list[Any] = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        lines = [[orjson.dumps(exchange_to_dict(make_exchange(id=f"d{i}")))] for i in range(2)]
+        partitioned.run_chunks(lines, setup, client, parts.append,
+                               lambda index, size, exc: lost.append((index, size)))
+    assert sorted(lost) == [(0, 1), (1, 1)] and not parts
