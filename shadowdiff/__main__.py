@@ -2,4 +2,6 @@
 
 from shadowdiff.cli.main import main
 
-main()
+# Guarded: Dask's worker processes (spawned) import the main module again.
+if __name__ == "__main__":
+    main()
