@@ -249,10 +249,12 @@ class NoiseBook:
 
     def _add_measured(self, exchange_id: str, verdict: Any, weight: int,
                       values: Callable[[Divergence], tuple[Any, Any]]) -> None:
-        key = id_order(exchange_id)
         self.measured[verdict.endpoint] += weight
         for sig, d in _once(verdict.divergences + verdict.suppressed):
             self.signatures[sig].raw += weight
+        if not verdict.noise and not verdict.suppressed:
+            return  # the common case: nothing below needs the id's order
+        key = id_order(exchange_id)
         for sig, d in _once(verdict.noise):
             entry = self.signatures[sig]
             entry.noise += weight

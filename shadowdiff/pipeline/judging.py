@@ -65,11 +65,13 @@ async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protoc
     """Replay `exchanges`, judge each trial and count it in `tally`, as they complete."""
     senders = open_senders(protocol, config)
     lift: Any = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
+    wants_audit = tally.noise.wants_audit
     try:
         async for trial in replay(exchanges, senders, policy):
-            endpoint = endpoint_of(trial.exchange.request)
+            exchange_id = trial.exchange.id
+            # judge names the endpoint once and asks whether this exchange is in the audit sample
             verdict = judge(trial, protocol, config, endpoint_of=endpoint_of,
-                            audit=tally.noise.wants_audit(endpoint, trial.exchange.id))
+                            audit=lambda endpoint, i=exchange_id: wants_audit(endpoint, i))
             tally.add(trial, verdict, lift)
             yield trial, verdict
     finally:

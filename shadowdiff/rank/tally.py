@@ -43,6 +43,7 @@ class SignatureStats:
     samples: list[list[Any]] = field(default_factory=list)  # old/new value pairs
     """Of the exchanges with the smallest ids (`keep_first`), so any partition merges alike."""
     sample_keys: list[Any] = field(default_factory=list)
+    example_key: Any = None  # id_order of the example's exchange, kept to compare without re-parsing
 
 
 class Tally:
@@ -84,7 +85,11 @@ class Tally:
             self.noise_suppressed += weight
         self.noise.add(trial.exchange.id, verdict, weight, self._values)
         self.last_examples = []
-        key = id_order(trial.exchange.id)
+        if verdict.divergences:
+            self._add_signatures(trial, verdict, weight, lifted)
+
+    def _add_signatures(self, trial: Trial, verdict: Verdict, weight: int, lifted: Any) -> None:
+        key = id_order(trial.exchange.id)  # only for exchanges that diverge: not on the hot path
         seen: set[Signature] = set()
         for div in verdict.divergences:
             sig = div.signature
@@ -94,7 +99,8 @@ class Tally:
             entry = self.signatures[sig]
             entry.affected += weight
             keep_first(entry.samples, entry.sample_keys, key, list(self._values(div)), SAMPLES)
-            if entry.example is None or key < id_order(entry.example["exchange_id"]):
+            if entry.example is None or key < entry.example_key:
+                entry.example_key = key
                 old, new = self._values(div)
                 entry.example = {"exchange_id": trial.exchange.id, "location": div.location,
                                  "old": old, "new": new}
@@ -136,9 +142,9 @@ class Tally:
             mine.affected += theirs.affected
             for k, v in zip(theirs.sample_keys, theirs.samples):
                 keep_first(mine.samples, mine.sample_keys, k, v, SAMPLES)
-            if theirs.example is not None and (mine.example is None or _earlier(theirs.example,
-                                                                             mine.example)):
-                mine.example = theirs.example
+            if theirs.example is not None and (mine.example is None
+                                               or theirs.example_key < mine.example_key):
+                mine.example, mine.example_key = theirs.example, theirs.example_key
                 self.examples[sig.key] = other.examples[sig.key]
         self.skipped.update(other.skipped)
         for key, theirs in other.failures.items():
@@ -222,10 +228,6 @@ class Tally:
     def _clip(self, text: str) -> str:
         limit = self.report.max_body_chars
         return text if len(text) <= limit else text[:limit] + f"\n… [{len(text) - limit} more characters]"
-
-
-def _earlier(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return id_order(a["exchange_id"]) < id_order(b["exchange_id"])
 
 
 def display_body(body: Any) -> str:
