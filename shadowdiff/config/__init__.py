@@ -27,7 +27,7 @@ from shadowdiff.config.sections import (
     parse_report,
     parse_targets,
 )
-from shadowdiff.config.tables import check_keys
+from shadowdiff.tables import check_keys
 from shadowdiff.errors import ConfigError
 from shadowdiff.nightly.config import GateConfig, HistoryConfig, parse_gate, parse_history
 from shadowdiff.protocols.dns.config import parse_dns

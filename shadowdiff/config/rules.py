@@ -13,7 +13,7 @@ from shadowdiff.compare.normalize import DEFAULT_HEADER_SETS, DEFAULT_IGNORE_HEA
 from shadowdiff.compare.rulebook import EndpointRules
 from shadowdiff.compare.rules.masks import MASK_NAME
 from shadowdiff.compare.rules.presets import PRESETS
-from shadowdiff.config.tables import check_keys, str_list, typed
+from shadowdiff.tables import check_keys, str_list, typed
 from shadowdiff.errors import ConfigError
 from shadowdiff.paths import compile_path
 

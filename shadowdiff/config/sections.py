@@ -8,7 +8,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from shadowdiff.config.tables import check_keys, simple_table, str_list, typed
+from shadowdiff.tables import check_keys, simple_table, str_list, typed
 from shadowdiff.errors import ConfigError
 from shadowdiff.rank.options import RankConfig
 from shadowdiff.redact import ReportConfig

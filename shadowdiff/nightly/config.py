@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowdiff.errors import ConfigError
+from shadowdiff.tables import check_keys
 
 LATENCY_METRICS: tuple[str, ...] = ("p50", "p95", "p99")
 
@@ -46,7 +47,7 @@ def parse_gate(table: Any, src: str) -> GateConfig:
     """`[gate]` with its `[gate.latency]` sub-table; conditions are parsed to check them."""
     from shadowdiff.nightly.gates import parse_conditions
 
-    _keys(table, {"fail_on", "latency"}, "gate", src)
+    check_keys(table, {"fail_on", "latency"}, "gate.", src)
     fail_on = table.get("fail_on", ["any"])
     if not isinstance(fail_on, list) or not all(isinstance(v, str) for v in fail_on):
         raise ConfigError("must be a list of strings", path=src, key="gate.fail_on")
@@ -58,7 +59,7 @@ def parse_gate(table: Any, src: str) -> GateConfig:
 
 
 def _latency(table: Any, src: str) -> LatencyGate:
-    _keys(table, {"metric", "min_ratio", "confidence"}, "gate.latency", src)
+    check_keys(table, {"metric", "min_ratio", "confidence"}, "gate.latency.", src)
     base = LatencyGate()
     metric = table.get("metric", base.metric)
     if metric not in LATENCY_METRICS:
@@ -76,7 +77,7 @@ def _latency(table: Any, src: str) -> LatencyGate:
 
 def parse_history(table: Any, src: str) -> HistoryConfig:
     """`[history]`: only `path` (relative paths are relative to the working directory)."""
-    _keys(table, {"path"}, "history", src)
+    check_keys(table, {"path"}, "history.", src)
     if "path" not in table:
         return HistoryConfig()
     path = table["path"]
@@ -96,15 +97,6 @@ def history_path(cfg: HistoryConfig) -> str:
     can keep every run's history out of the working tree without editing configs.
     """
     return cfg.path or os.environ.get(HISTORY_ENV) or DEFAULT_HISTORY
-
-
-def _keys(table: Any, allowed: set[str], prefix: str, src: str) -> None:
-    if not isinstance(table, dict):
-        raise ConfigError("must be a table", path=src, key=prefix)
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"unknown key (known: {', '.join(sorted(allowed))})",
-                              path=src, key=f"{prefix}.{key}")
 
 
 def _number(table: dict[str, Any], key: str, default: float, src: str) -> float:

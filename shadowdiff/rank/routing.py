@@ -20,6 +20,7 @@ from typing import Any
 from shadowdiff.protocols.http.routes import Route, RouteTable, load_openapi
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.errors import ConfigError
+from shadowdiff.tables import check_keys
 from shadowdiff.model import Request
 from shadowdiff.protocols.smtp.maillog import MailUsage, is_mail_log, read_mail_usage
 from shadowdiff.rank.traffic import Usage
@@ -49,12 +50,7 @@ class RoutesConfig:
 
 def parse_routes(table: Any, src: str) -> RoutesConfig:
     """`[routes]` from TOML, checked; errors name the file and key."""
-    if not isinstance(table, dict):
-        raise ConfigError("must be a table", path=src, key="routes")
-    for key in table:
-        if key not in ROUTES_KEYS:
-            raise ConfigError(f"unknown key (known: {', '.join(sorted(ROUTES_KEYS))})",
-                              path=src, key=f"routes.{key}")
+    check_keys(table, ROUTES_KEYS, "routes.", src)
     cfg = RoutesConfig(**table)
     for name, kind in (("paths", tuple), ("id_after", tuple), ("learn_ids", bool),
                        ("learn_threshold", int)):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowdiff.errors import ConfigError
+from shadowdiff.tables import check_keys
 
 #: What `allow` / `--dns-allow` may name.
 ALLOWABLE = ("axfr",)
@@ -44,12 +45,7 @@ class DnsConfig:
 
 def parse_dns(table: Any, src: str) -> DnsConfig:
     """`[dns]` from parsed TOML; ConfigError names the key and the file."""
-    if not isinstance(table, dict):
-        raise ConfigError("must be a table", path=src, key="dns")
-    for key in table:
-        if key not in _KNOWN:
-            raise ConfigError(f"unknown key (known: {', '.join(sorted(_KNOWN))})",
-                              path=src, key=f"dns.{key}")
+    check_keys(table, _KNOWN, "dns.", src)
     tolerance = table.get("ttl_tolerance", 0)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
             or not math.isfinite(tolerance) or tolerance < 0:

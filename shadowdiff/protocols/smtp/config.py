@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowdiff.errors import ConfigError
+from shadowdiff.tables import check_keys
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*"
                      r"[A-Za-z0-9])?)*$")
@@ -32,13 +33,7 @@ class SmtpConfig:
 
 def parse_smtp(table: Any, src: str) -> SmtpConfig:
     """`[smtp]`: `rewrite_domains = {"customer.com" = "test.example"}`, `starttls`, `tls_verify`."""
-    if not isinstance(table, dict):
-        raise ConfigError("must be a table", path=src, key="smtp")
-    known = {"rewrite_domains", "starttls", "tls_verify"}
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"unknown key (known: {', '.join(sorted(known))})",
-                              path=src, key=f"smtp.{key}")
+    check_keys(table, {"rewrite_domains", "starttls", "tls_verify"}, "smtp.", src)
     for key in ("starttls", "tls_verify"):
         if key in table and not isinstance(table[key], bool):
             raise ConfigError(f"must be bool, not {type(table[key]).__name__}",

@@ -1,6 +1,6 @@
-"""Checks of TOML tables shared by every section parser: unknown keys and wrong types are
-errors naming the file and the dotted key, never silently ignored.
-"""
+"""Checks of parsed TOML tables, shared by every section's parser (shadowdiff.config and each
+stage's own settings): unknown keys and wrong types are errors naming the file and the dotted
+key, never silently ignored."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from shadowdiff.errors import ConfigError
 
 
 def check_keys(table: Any, allowed: set[str], prefix: str, src: str) -> None:
+    """`table` is a table whose keys are all in `allowed`; `prefix` is its dotted name plus "."."""
     if not isinstance(table, dict):
         raise ConfigError("must be a table", path=src, key=prefix.rstrip(".") or "<root>")
     for key in table:
