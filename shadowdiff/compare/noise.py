@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import hashlib
 import heapq
-import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -193,19 +193,6 @@ class SignatureNoise:
     example: dict[str, Any] | None = None                     # smallest-id masked occurrence
 
 
-@dataclass(frozen=True, order=False)
-class _Reversed:
-    """A key that sorts in reverse (for the max-heap of audited exchanges)."""
-
-    key: Any
-
-    def __lt__(self, other: _Reversed) -> bool:
-        return bool(other.key < self.key)
-
-    def __gt__(self, other: _Reversed) -> bool:
-        return bool(other.key > self.key)
-
-
 @dataclass
 class RuleHit:
     """A raw difference a normalization rule hid, in audited exchanges."""
@@ -227,15 +214,17 @@ class NoiseBook:
     def __init__(self) -> None:
         self.measured: Counter[str] = Counter()     # endpoint -> exchanges with a replica answer
         self.signatures: dict[Signature, SignatureNoise] = defaultdict(SignatureNoise)
-        # endpoint -> heap of (-hash key, exchange id, rule hits) of the audited exchanges
-        self._audits: dict[str, list[tuple[Any, str, list[Any]]]] = defaultdict(list)
+        # endpoint -> max-heap (by -rank) of (-rank, exchange id, arrival, rule hits) of the
+        # audited exchanges; `arrival` only breaks ties of a repeated id (hits do not compare)
+        self._audits: dict[str, list[tuple[int, str, int, list[Any]]]] = defaultdict(list)
+        self._arrivals = 0
 
     def wants_audit(self, endpoint: str, exchange_id: str = "") -> bool:
         """Whether this exchange is among the endpoint's bottom-k sample so far."""
         kept = self._audits.get(endpoint)
         if kept is None or len(kept) < AUDIT_PER_ENDPOINT:
             return True
-        return _audit_key(exchange_id) < kept[0][0].key
+        return _audit_key(exchange_id) < -kept[0][0]
 
     def add(self, exchange_id: str, verdict: Any, weight: int,
             values: Callable[[Divergence], tuple[Any, Any]]) -> None:
@@ -245,7 +234,9 @@ class NoiseBook:
         if verdict.hidden is not None:
             hits = [(key, _example(exchange_id, d, values))
                     for key, d in _once_by_rule(verdict.hidden)]
-            self._keep_audit(verdict.endpoint, (_neg(_audit_key(exchange_id)), exchange_id, hits))
+            self._arrivals += 1
+            self._keep_audit(verdict.endpoint,
+                             (-_audit_key(exchange_id), exchange_id, self._arrivals, hits))
 
     def _add_measured(self, exchange_id: str, verdict: Any, weight: int,
                       values: Callable[[Divergence], tuple[Any, Any]]) -> None:
@@ -265,7 +256,7 @@ class NoiseBook:
             if entry.example is None or key < id_order(entry.example["exchange_id"]):
                 entry.example = _example(exchange_id, d, values)
 
-    def _keep_audit(self, endpoint: str, record: tuple[Any, str, list[Any]]) -> None:
+    def _keep_audit(self, endpoint: str, record: tuple[int, str, int, list[Any]]) -> None:
         kept = self._audits[endpoint]
         if len(kept) < AUDIT_PER_ENDPOINT:
             heapq.heappush(kept, record)
@@ -282,7 +273,7 @@ class NoiseBook:
         """(signature, rule) -> how many audited exchanges the rule hid it in, one example."""
         out: dict[tuple[Signature, str], RuleHit] = {}
         for kept in self._audits.values():
-            for _, exchange_id, hits in sorted(kept, key=lambda r: id_order(r[1])):
+            for _, exchange_id, _, hits in sorted(kept, key=lambda r: id_order(r[1])):
                 for (sig, rule), example in hits:
                     hit = out.setdefault((sig, rule), RuleHit(rule, 0, example))
                     hit.count += 1
@@ -330,14 +321,11 @@ def keep_first(values: list[Any], keys: list[Any], key: Any, value: Any, limit: 
         values.pop()
 
 
-def _audit_key(exchange_id: str) -> tuple[int, str]:
-    """A stable pseudo-random rank of an exchange (the same in every process and run)."""
-    return zlib.crc32(exchange_id.encode("utf-8", "surrogatepass")), exchange_id
-
-
-def _neg(key: tuple[int, str]) -> Any:
-    """Order-reversing wrapper: heapq keeps a min-heap; the audit heap wants the largest hash on top."""
-    return _Reversed(key)
+def _audit_key(exchange_id: str) -> int:
+    """A stable pseudo-random rank of an exchange (the same in every process and run); 64 bits,
+    so two ids tie only by accident of 2^-64."""
+    digest = hashlib.blake2b(exchange_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def _once(divergences: Iterable[Divergence]) -> Iterable[tuple[Signature, Divergence]]:
