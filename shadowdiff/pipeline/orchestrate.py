@@ -255,34 +255,24 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
     from shadowdiff.pipeline import partitioned  # Dask: only for partitioned runs
 
     tally, state, results = sinks
-    client, cluster = partitioned.open_client(engine.workers, engine.scheduler)
-    try:
-        share = engine.workers if engine.scheduler is None else _cluster_size(client)
+
+    def merge(part: partitioned.Partial) -> None:
+        tally.merge(part.tally)
+        results.write_lines(part.results)
+        for verdict_state, n in part.states.items():
+            state.count(verdict_state, n)
+        if progress is not None:
+            progress(state)
+
+    def lost(index: int, size: int, exc: BaseException) -> None:
+        state.errors.append(f"chunk {index} ({size} exchanges) was not judged: "
+                            f"{exc.__class__.__name__}: {exc}")
+
+    with partitioned.dask_client(engine.workers, engine.scheduler) as (client, share):
         setup = partitioned.Setup(config, protocol, templater, share)
         needed = needed_roles(config)
         exchanges = selected(captures, replay_policy(config, protocol), tally, state,
                              endpoint_of, needed)
-
-        def merge(part: partitioned.Partial) -> None:
-            tally.merge(part.tally)
-            results.write_lines(part.results)
-            for verdict_state, n in part.states.items():
-                state.count(verdict_state, n)
-            if progress is not None:
-                progress(state)
-
-        def lost(index: int, size: int, exc: BaseException) -> None:
-            state.errors.append(f"chunk {index} ({size} exchanges) was not judged: "
-                                f"{exc.__class__.__name__}: {exc}")
-
         partitioned.run_chunks(partitioned.chunks(exchanges, protocol), setup, client, merge,
                                lost)
         check_observed(needed, state)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _cluster_size(client: Any) -> int:
-    return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +134,23 @@ def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+@contextmanager
+def dask_client(workers: int, scheduler: str | None) -> Iterator[tuple[Any, int]]:
+    """(client, chunks judged at once) for the run; the LocalCluster it started is stopped after."""
+    client, cluster = open_client(workers, scheduler)
+    try:
+        yield client, (workers if scheduler is None else _cluster_size(client))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _cluster_size(client: Any) -> int:
+    """Threads of an existing cluster: what the run's limits are divided by."""
+    return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
 
 
 def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
