@@ -10,13 +10,13 @@ import datetime as dt
 import secrets
 import uuid
 
-import orjson
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
 from factories import make_exchange
 from servers import serve_app
+from runs import run
 from shadowdiff.capture.jsonl import write_capture
 from shadowdiff.cli.main import main
 from shadowdiff.model import Divergence
@@ -60,15 +60,6 @@ def capture(tmp_path_factory):
     exchanges += [make_exchange(target=f"/rare/{i}") for i in range(1, RARE + 1)]
     write_capture(path, exchanges)
     return path
-
-
-def run(capture, out, *targets: str, config=None):
-    args = ["run", str(capture), *targets, "--out", str(out), "--quiet"]
-    if config is not None:
-        args += ["--config", str(config)]
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
-    assert (out / "summary.json").exists(), result.output
-    return result, orjson.loads((out / "summary.json").read_bytes())
 
 
 @pytest.fixture(scope="module")
