@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from shadowdiff.compare.normalize import Rules
+from shadowdiff.compare.ruleset import Rules
 
 
 @dataclass(frozen=True)

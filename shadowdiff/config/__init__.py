@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shadowdiff.compare.normalize import Rules
+from shadowdiff.compare.ruleset import Rules
 from shadowdiff.compare.rulebook import EndpointRules, merge_rules, rules_for
 from shadowdiff.config.rules import parse_endpoint, parse_rules
 from shadowdiff.config.sections import (

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from shadowdiff.model import Divergence
-from shadowdiff.compare.normalize import Rules
+from shadowdiff.compare.ruleset import Rules
 from shadowdiff.paths import compile_path, join_location, parse_location
 
 
