@@ -155,7 +155,13 @@ def _parse(text: str, fmt: str) -> tuple[str, Any] | None:
 
 
 def _elements(el: Any) -> list[Any]:
-    return [c for c in el if isinstance(c.tag, str)]  # comments and PIs have a function as tag
+    """Child elements, not comments, PIs or entities (filtered in C)."""
+    return list(el.iterchildren(etree.Element))
+
+
+def _raw_text(el: Any) -> list[str | None]:
+    """The pieces `_text` joins and collapses, as parsed: equal pieces, equal text."""
+    return [el.text, *[c.tail for c in el]]
 
 
 def _text(el: Any) -> str:
@@ -200,20 +206,37 @@ class _Differ:
         """Past the cap, another element like one already descended is not visited again."""
         return len(self.out) >= MAX_DIVERGENCES and folded in self._visited
 
-    def node(self, o: Any, n: Any, loc: str, o_end: int | None = None) -> None:
+    def node(self, o: Any, n: Any, loc: str, o_end: int | None = None,
+             folded: str | None = None) -> None:
         """Two elements of the same name; reports what differs in and below them.
-        `o_end` is the last source line of old's element, when known."""
-        folded = _INDEXED.sub("[*]", loc)
+        `o_end` is the last source line of old's element, when known; `folded`, its location
+        with indices folded, when the caller has it."""
+        if folded is None:
+            folded = _INDEXED.sub("[*]", loc)
         if self.pruned(folded):
             return  # past the cap, another row like one already seen: bounded work
         self._visited.add(folded)
-        o_attrs, n_attrs = self.attributes_of(o), self.attributes_of(n)
-        if o_attrs != n_attrs:
-            self.attributes(o_attrs, n_attrs, loc)
+        # Equal as parsed is equal canonically: the canonical forms are made only for a
+        # difference (XML's also depend on the namespaces in scope, so always made there).
+        if self.xml or o.items() != n.items():
+            o_attrs, n_attrs = self.attributes_of(o), self.attributes_of(n)
+            if o_attrs != n_attrs:
+                self.attributes(o_attrs, n_attrs, loc)
+        if not len(o) and not len(n):  # two leaves (most nodes): their text is all there is
+            if o.text != n.text:
+                self.text(o, n, loc)
+            return
+        if _raw_text(o) != _raw_text(n):
+            self.text(o, n, loc)
+        o_kids, n_kids = _elements(o), _elements(n)
+        if o_kids or n_kids:
+            self.children(o_kids, n_kids, loc, o_end)
+
+    def text(self, o: Any, n: Any, loc: str) -> None:
+        """The text directly inside two elements, compared collapsed."""
         o_text, n_text = _text(o), _text(n)
         if o_text != n_text:
             self.add(join_location(loc, "text"), "value_changed", _cut(o_text), _cut(n_text))
-        self.children(_elements(o), _elements(n), loc, o_end)
 
     def attributes(self, o: dict[str, str], n: dict[str, str], loc: str) -> None:
         for name, value in o.items():
@@ -226,7 +249,10 @@ class _Differ:
                 self.add(join_attribute(loc, name), "field_added", None, _cut(value))
 
     def children(self, o: list[Any], n: list[Any], loc: str, o_end: int | None) -> None:
-        o_names, n_names = [self.name(c) for c in o], [self.name(c) for c in n]
+        if self.xml:
+            o_names, n_names = [self.name(c) for c in o], [self.name(c) for c in n]
+        else:  # an HTML name is the tag as parsed
+            o_names, n_names = [c.tag for c in o], [c.tag for c in n]
         o_steps, n_steps = _Steps(o_names, loc), _Steps(n_names, loc)
         if o_names == n_names:
             self.in_place(o, n, loc, (o_steps, o_names), spans_end(o, o_end))
@@ -243,7 +269,7 @@ class _Differ:
         # Descending is cheaper than serializing (lines prune the walk below), so serialize
         # only where a reordering is possible: two children of one name, or more children.
         swap = len(maybe) == 2 and names[maybe[0]] == names[maybe[1]]
-        keys = pair_keys(o, n, maybe) if len(maybe) > 2 or swap else {}
+        keys = pair_keys(o, n, maybe, self.xml) if len(maybe) > 2 or swap else {}
         differing = [i for i in maybe if i not in keys or keys[i][0] != keys[i][1]]
         if len(differing) > 1 and keys and Counter(keys[i][0] for i in differing) \
                 == Counter(keys[i][1] for i in differing):
@@ -253,16 +279,17 @@ class _Differ:
             self.aligned(o, n, (names, names), (steps, steps), keys)
             return
         for i in differing:
-            if not self.pruned(steps.folded(i)):
-                self.node(o[i], n[i], steps[i], ends[i])
+            folded = steps.folded(i)
+            if not self.pruned(folded):
+                self.node(o[i], n[i], steps[i], ends[i], folded)
 
     def aligned(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
-                steps: tuple[_Steps, _Steps], known: dict[int, tuple[bytes, bytes]] | None = None) -> None:
+                steps: tuple[_Steps, _Steps], known: dict[int, tuple[Any, Any]] | None = None) -> None:
         """Children whose names differ: aligned by equal subtrees, then paired by name.
         `known`: keys already made, by position (old, new)."""
         known = known or {}
-        o_keys = [known[i][0] if i in known else subtree_key(c) for i, c in enumerate(o)]
-        n_keys = [known[j][1] if j in known else subtree_key(c) for j, c in enumerate(n)]
+        o_keys = [known[i][0] if i in known else subtree_key(c, self.xml) for i, c in enumerate(o)]
+        n_keys = [known[j][1] if j in known else subtree_key(c, self.xml) for j, c in enumerate(n)]
         o_names, n_names = names
         o_steps, n_steps = steps
         # Align equal subtrees first, like lines in a text diff: an inserted row must not
@@ -281,19 +308,35 @@ class _Differ:
         a, b, c, d = span
         for tag, i1, i2, j1, j2 in _name_opcodes(names[0][a:b], names[1][c:d]):
             if tag == "equal":
-                for i, j in zip(range(a + i1, a + i2), range(c + j1, c + j2)):
-                    if not self.pruned(steps[0].folded(i)):
-                        self.node(o[i], n[j], steps[0][i])
+                self.pairs(o, n, steps[0], (a + i1, a + i2, c + j1))
                 continue
             for i in range(a + i1, a + i2):
                 self.add(steps[0][i], "field_missing", outer(o[i]), None)
             for j in range(c + j1, c + j2):
                 self.add(steps[1][j], "field_added", None, outer(n[j]))
 
+    def pairs(self, o: list[Any], n: list[Any], steps: _Steps, span: tuple[int, int, int]) -> None:
+        """Old children i1..i2 paired in order with new ones from j1, all of the same names.
+        Past the cap, rows like ones already visited are passed over by name: a name once
+        pruned stays pruned (divergences and visited locations only grow)."""
+        i1, i2, j1 = span
+        pruned: set[str] = set()
+        for i in range(i1, i2):
+            name = steps.names[i]
+            if name in pruned:
+                continue
+            folded = steps.folded(i)
+            if self.pruned(folded):
+                pruned.add(name)
+                continue
+            self.node(o[i], n[j1 + i - i1], steps[i], None, folded)
+
 
 def _name_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
     """difflib opcodes over two lists of names, without its quadratic case: a run of rows all
     named `tr` is paired position by position, and only a short middle is searched."""
+    if old == new:
+        return [("equal", 0, len(old), 0, len(new))] if old else []
     lo = 0
     while lo < min(len(old), len(new)) and old[lo] == new[lo]:
         lo += 1
@@ -336,13 +379,20 @@ class _Steps:
     """The location of each child, made when asked for: its name, indexed among same-named
     siblings when the name repeats (a page has hundreds of rows; few are ever named)."""
 
-    __slots__ = ("names", "loc", "counts", "_index", "_folded")
+    __slots__ = ("names", "loc", "_counts", "_index", "_folded")
 
     def __init__(self, names: list[str], loc: str) -> None:
         self.names, self.loc = names, loc
-        self.counts = Counter(names)
+        self._counts: Counter[str] | None = None
         self._index: list[int] | None = None
         self._folded: dict[str, str] = {}
+
+    @property
+    def counts(self) -> Counter[str]:
+        """How many children bear each name (made when a location is first asked for)."""
+        if self._counts is None:
+            self._counts = Counter(self.names)
+        return self._counts
 
     def __getitem__(self, i: int) -> str:
         name = self.names[i]
