@@ -79,7 +79,9 @@ def lift_body(body: bytes, content_type: str, content_encoding: str | None) -> A
         text = raw.decode(charset)
     except (UnicodeDecodeError, LookupError):
         return binary_leaf(raw)
-    if "\x00" in text and not _TEXT_TYPE.search(content_type):
+    # In UTF-8 a NUL character is a NUL byte: memchr over the bytes, not a scan of the str.
+    nul = b"\x00" in raw if charset.lower() in ("utf-8", "utf8") else "\x00" in text
+    if nul and not _TEXT_TYPE.search(content_type):
         return binary_leaf(raw)
     return text
 
