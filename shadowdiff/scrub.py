@@ -52,6 +52,7 @@ _DONE = re.compile(r"redacted:[0-9a-f]{16}")
 _PAIR = re.compile(r"(?<![^?&;])([^=&#;?]+)=([^&#;]*)")   # name=value inside a query or form
 _JSON_TYPE = re.compile(r"json", re.I)
 _FORM_TYPE = re.compile(r"application/x-www-form-urlencoded", re.I)
+_FORMISH = re.compile(rb"[^\s=&{}\[\]]+=[^\s&]*(?:&[^\s=&]+=[^\s&]*)*")
 _SMTP_AUTH = re.compile(r"(?i)^(AUTH\s+\S+)(\s+)(\S.*)$")
 
 
@@ -183,7 +184,8 @@ class Redactor:
                 coding = value.strip().lower()
         if coding not in ("", "identity") or not self._hint.search(body):
             return body  # still compressed (see docs/security.md), or no secret name in it
-        if _FORM_TYPE.search(ctype):
+        if _FORM_TYPE.search(ctype) or (not ctype and _FORMISH.fullmatch(body)):
+            # no Content-Type (a HAR keeps it in postData.mimeType): judged by the look
             text = body.decode("latin-1")
             new = self.query("?" + text)[1:]
             return body if new == text else new.encode("latin-1")
