@@ -38,6 +38,20 @@ def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         os.environ["SHADOWDIFF_HISTORY"] = before
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_redaction_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Capture-time redaction makes its key on first use: in the session's temp dir, never
+    the user's ~/.config (subprocesses inherit the variable too)."""
+    path = tmp_path_factory.mktemp("redact") / "redact.key"
+    before = os.environ.get("SHADOWDIFF_REDACT_KEY_FILE")
+    os.environ["SHADOWDIFF_REDACT_KEY_FILE"] = str(path)
+    yield
+    if before is None:
+        os.environ.pop("SHADOWDIFF_REDACT_KEY_FILE", None)
+    else:
+        os.environ["SHADOWDIFF_REDACT_KEY_FILE"] = before
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when golden files should be rewritten instead of compared."""

@@ -31,7 +31,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cli"}),
     frozenset({"__main__"}),
 )
-CORE = frozenset({"shadowdiff", "model", "errors", "paths", "redact", "files", "tables"})
+CORE = frozenset({"shadowdiff", "model", "errors", "paths", "redact", "scrub", "files", "tables"})
 
 
 def module_names(root: Path = PACKAGE) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from shadowdiff.errors import CaptureError, PluginError
 from shadowdiff.model import Exchange
+from shadowdiff.scrub import Redactor
 
 #: Bytes read from the start of a file to recognise its format (after gunzip).
 SNIFF_BYTES = 64 * 1024
@@ -120,9 +121,13 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def read_exchanges(path: str | os.PathLike[str], fmt: str | None = None,
-                   stats: Stats | None = None, **options: Any) -> Iterator[Exchange]:
+                   stats: Stats | None = None, *, secrets: Redactor | None = None,
+                   **options: Any) -> Iterator[Exchange]:
     """Stream the exchanges of any supported capture file; `fmt` skips detection.
 
+    Secrets are redacted as they come (shadowdiff.scrub): by `secrets`, or by the default
+    policy when it is None; `scrub.KEEP_SECRETS` keeps them. The readers themselves (the
+    compiled pcap hot path among them) never see the policy.
     `options` go to the format's reader as keywords (e.g. `ports=` for pcap).
 
     >>> for ex in read_exchanges("traffic.har"): ...  # doctest: +SKIP
@@ -133,7 +138,10 @@ def read_exchanges(path: str | os.PathLike[str], fmt: str | None = None,
                            source=str(path))
     reader = _load(name, 1)
     result: Iterator[Exchange] = reader(path, stats=stats, **options)
-    return result
+    redactor = Redactor() if secrets is None else secrets
+    if redactor.keep:
+        return result
+    return map(redactor.exchange, result)
 
 
 __all__ = ["FORMATS", "SNIFF_BYTES", "Stats", "detect_format", "read_exchanges",

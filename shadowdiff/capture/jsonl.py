@@ -22,6 +22,7 @@ import orjson
 from shadowdiff.errors import CaptureError
 from shadowdiff.files import READ_ERRORS, open_maybe_gzip, truncated
 from shadowdiff.model import Exchange, Failure, Outcome, Request, Response
+from shadowdiff.scrub import Redactor
 
 FORMAT_NAME = "shadowdiff-capture"
 FORMAT_VERSION = 1
@@ -216,16 +217,18 @@ class CaptureWriter:
 
     Exchanges go to a temporary file beside the target first, so the header can carry the
     importer's final counts and a crash never leaves a half-written capture under the
-    target name.
+    target name. With a `redactor` (shadowdiff.scrub) every exchange is redacted before it
+    is written, and the header's `secrets` records what was chosen.
 
     >>> with CaptureWriter("out.jsonl.gz", source="har:x.har") as w:  # doctest: +SKIP
     ...     w.write(exchange)
     """
 
     def __init__(self, path: str | os.PathLike[str], *, source: str = "",
-                 compress: bool | None = None) -> None:
+                 compress: bool | None = None, redactor: Redactor | None = None) -> None:
         self.path = Path(path)
         self.source = source
+        self.redactor = redactor
         self.compress = self.path.suffix == ".gz" if compress is None else compress
         self.stats: dict[str, Any] = {}
         self.written = 0
@@ -237,6 +240,8 @@ class CaptureWriter:
 
     def write(self, exchange: Exchange) -> None:
         """Append one exchange."""
+        if self.redactor is not None:
+            exchange = self.redactor.exchange(exchange)
         self._tmp.write(orjson.dumps(exchange_to_dict(exchange)))
         self._tmp.write(b"\n")
         self.written += 1
@@ -251,7 +256,9 @@ class CaptureWriter:
         """Write the header and the exchanges under the target name, atomically."""
         self._tmp.close()
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "created": time.time(),
-                  "source": self.source, "exchanges": self.written, "stats": self.stats}
+                  "source": self.source, "exchanges": self.written, "stats": self._stats()}
+        if self.redactor is not None:
+            header["secrets"] = self.redactor.describe()
         final_tmp = self.path.with_name(f".{self.path.name}.final")
         opener = gzip.open if self.compress else open
         with opener(final_tmp, "wb") as out, open(self._tmp_path, "rb") as body:  # type: ignore[operator]
@@ -259,6 +266,13 @@ class CaptureWriter:
             shutil.copyfileobj(body, out, 1 << 20)
         os.replace(final_tmp, self.path)
         self._tmp_path.unlink()
+
+    def _stats(self) -> dict[str, Any]:
+        # an importer's error or quoted malformed line may hold a URL with a token in it
+        if self.redactor is None:
+            return self.stats
+        return {k: self.redactor.text(v) if isinstance(v, str) else v
+                for k, v in self.stats.items()}
 
     def abort(self) -> None:
         """Drop everything written so far."""

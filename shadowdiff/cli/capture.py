@@ -43,6 +43,21 @@ _FILTER_OPTIONS = [
     click.option("--dedupe", is_flag=True, help="Merge identical requests, keeping their count for ranking."),
 ]
 
+_SECRET_OPTIONS = [
+    click.option("--keep-secrets", is_flag=True,
+                 help="Store Authorization, cookies, tokens and passwords as captured; by default "
+                 "they are replaced by a keyed hash (docs/security.md)."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
+                 help="shadowdiff.toml: its [redact] section says what is a secret."),
+]
+
+
+def redactor_for(config_path: str | None, keep_secrets: bool) -> Any:
+    """The capture-time Redactor of `[redact]` (in --config), or keeping all with the flag."""
+    from shadowdiff.config import load_config
+    from shadowdiff.scrub import Redactor
+    return Redactor(load_config(config_path).redact.keeping(keep_secrets))
+
 
 def _filter(methods: tuple[str, ...], hosts: tuple[str, ...], path_regex: str | None,
             since: str | None, until: str | None, sample: float | None, dedupe: bool) -> Any:
@@ -61,10 +76,11 @@ def capture() -> None:
 
 
 def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
-            extra: dict[str, Any], quiet: bool = False) -> None:
+            extra: dict[str, Any], quiet: bool = False, redactor: Any = None) -> None:
     from shadowdiff.capture import read_exchanges
     from shadowdiff.capture.filters import apply_filters
     from shadowdiff.capture.jsonl import CaptureWriter
+    from shadowdiff.scrub import KEEP_SECRETS
 
     stats: dict[str, Any] = {}
     error: ShadowdiffError | None = None
@@ -73,7 +89,9 @@ def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
         nonlocal error
         for path in inputs:
             try:
-                yield from read_exchanges(path, fmt=fmt, stats=stats, **extra)
+                # the writer redacts (once, and records it in the header), not the reader
+                yield from read_exchanges(path, fmt=fmt, stats=stats, secrets=KEEP_SECRETS,
+                                          **extra)
             except CaptureError as exc:
                 error = exc  # keep what was read before the bad spot
                 return
@@ -82,7 +100,7 @@ def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
 
     from shadowdiff.cli.progress import import_progress
 
-    writer = CaptureWriter(output, source=f"{fmt}:{','.join(inputs)}")
+    writer = CaptureWriter(output, source=f"{fmt}:{','.join(inputs)}", redactor=redactor)
     with import_progress(Console(stderr=True), f"importing {fmt}", not quiet) as count:
         writer.write_all(count(apply_filters(stream(), flt, stats)))
     if error is not None:
@@ -98,12 +116,14 @@ def _import(fmt: str, inputs: tuple[str, ...], output: str, flt: Any,
 
 def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> None:
     def command(inputs: tuple[str, ...], output: str, port: tuple[int, ...] = (),
-                quiet: bool = False, dns_port: tuple[int, ...] = (), **filters: Any) -> None:
+                quiet: bool = False, dns_port: tuple[int, ...] = (), keep_secrets: bool = False,
+                config_path: str | None = None, **filters: Any) -> None:
         extra = {"ports": set(port) or None, "dns_ports": set(dns_port)} if ports else {}
-        _import(fmt, inputs, output, _filter(**filters), extra, quiet)
+        _import(fmt, inputs, output, _filter(**filters), extra, quiet,
+                redactor_for(config_path, keep_secrets))
 
     command.__doc__ = help_text
-    for option in reversed(_FILTER_OPTIONS):
+    for option in reversed(_FILTER_OPTIONS + _SECRET_OPTIONS):
         command = option(command)
     command = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(command)
     if ports:

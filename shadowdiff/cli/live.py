@@ -18,11 +18,35 @@ _SAFE = "GET,HEAD,OPTIONS"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[::1]:PORT` or `:PORT` (all interfaces) -> (host, port)."""
+    """`HOST:PORT`, `[::1]:PORT` or `:PORT` (loopback: 127.0.0.1) -> (host, port).
+
+    Every interface only when asked for by name (`0.0.0.0:PORT`, `[::]:PORT`): a sink that
+    records credentials must not face the network by accident (docs/security.md).
+    """
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def _redact(config_path: str | None, keep_secrets: bool) -> object:
+    from shadowdiff.config import load_config
+    return load_config(config_path).redact.keeping(keep_secrets)
+
+
+_SECRET_OPTIONS = [
+    click.option("--keep-secrets", is_flag=True,
+                 help="Store credentials, cookies and tokens as seen; by default they are replaced "
+                 "by a keyed hash (docs/security.md)."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
+                 help="shadowdiff.toml: its [redact] section says what is a secret."),
+]
+
+
+def _secret_options(func: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_SECRET_OPTIONS):
+        func = option(func)
+    return func
 
 
 def _ready(what: str) -> Callable[[str, int], None]:
@@ -34,7 +58,9 @@ def _ready(what: str) -> Callable[[str, int], None]:
 
 
 @click.command()
-@click.option("--listen", required=True, metavar="HOST:PORT", help="Where clients connect (port 0: any free port).")
+@click.option("--listen", required=True, metavar="HOST:PORT",
+              help="Where clients connect; :PORT is loopback, 0.0.0.0:PORT every interface "
+              "(port 0: any free port).")
 @click.option("--old", required=True, metavar="URL", help="The system in production: clients get its answers.")
 @click.option("--new", required=True, metavar="URL", help="The system under test: gets a copy of each request.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
@@ -55,9 +81,13 @@ def _ready(what: str) -> Callable[[str, int], None]:
               help="At exit, seconds copies in flight may still take.")
 @click.option("--confdir", default="~/.mitmproxy", show_default=True,
               help="mitmproxy's configuration directory (it keeps its CA there).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=10 * 1024 * 1024, show_default=True,
+              help="A larger request body streams to old untouched and is neither kept nor copied; "
+              "a larger answer of new is a too_large failure.")
+@_secret_options
 def mirror(listen: str, old: str, new: str, output: str, sample: float, sample_header: str,
            queue: int, concurrency: int, timeout: float, methods: str, drain: float,
-           confdir: str) -> None:
+           confdir: str, max_body_bytes: int, keep_secrets: bool, config_path: str | None) -> None:
     """Serve OLD on --listen and mirror each request to NEW; record both answers until Ctrl-C."""
     import logging
 
@@ -71,7 +101,8 @@ def mirror(listen: str, old: str, new: str, output: str, sample: float, sample_h
         new=new, output=output, sample=sample, queue=queue, timeout_s=timeout,
         methods=tuple(m.strip().upper() for m in methods.split(",") if m.strip()),
         concurrency=concurrency, sample_header=sample_header, drain_s=drain,
-        source=f"mirror:{old}->{new}")
+        source=f"mirror:{old}->{new}", max_body_bytes=max_body_bytes, keep_secrets=keep_secrets,
+        redact=_redact(config_path, keep_secrets))
     stats = asyncio.run(run_mirror(host, port, old, settings, confdir=confdir,
                                    on_ready=_ready("mirror")))
     click.echo(f"wrote {stats['recorded']} exchanges to {output} ({describe(stats)})")
@@ -82,15 +113,34 @@ def mirror(listen: str, old: str, new: str, output: str, sample: float, sample_h
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Capture file to write (.jsonl, or .jsonl.gz to compress); written on exit.")
 @click.option("--max-body-bytes", type=click.IntRange(min=0), default=10 * 1024 * 1024, show_default=True,
-              help="Larger request bodies are not kept (the exchange is marked request_body_missing).")
+              help="A larger request body is refused (413) and not kept (the exchange is marked "
+              "request_body_missing).")
 @click.option("--keep-shadow-host", is_flag=True,
               help="Keep Envoy's '-shadow' Host suffix instead of stripping it.")
-def collect(listen: str, output: str, max_body_bytes: int, keep_shadow_host: bool) -> None:
+@click.option("--require-token", "token_env", metavar="ENV_VAR",
+              help="Record only requests whose --token-header equals this environment variable's "
+              "value (others get 401); the proxy adds the header.")
+@click.option("--token-header", default="X-Shadowdiff-Token", show_default=True,
+              help="The header that carries the shared token (not recorded).")
+@_secret_options
+def collect(listen: str, output: str, max_body_bytes: int, keep_shadow_host: bool,
+            token_env: str | None, token_header: str, keep_secrets: bool,
+            config_path: str | None) -> None:
     """Record every request sent to --listen (an nginx or Envoy mirror) and answer 204 at once."""
+    import os
+
     from shadowdiff.live.collect import CollectorSettings, describe, run_collector
     host, port = parse_listen(listen)
+    token = None
+    if token_env is not None:
+        token = os.environ.get(token_env)
+        if not token:
+            raise click.BadParameter(f"environment variable {token_env} is not set (or empty)",
+                                     param_hint="--require-token")
     settings = CollectorSettings(output=output, max_body_bytes=max_body_bytes,
                                  strip_shadow_suffix=not keep_shadow_host,
-                                 source=f"collect:{host}:{port}")
+                                 source=f"collect:{host}:{port}", token=token,
+                                 token_header=token_header,
+                                 redact=_redact(config_path, keep_secrets))
     stats = asyncio.run(run_collector(host, port, settings, on_ready=_ready("collect")))
     click.echo(f"wrote {stats['requests']} exchanges to {output} ({describe(stats)})")

@@ -76,7 +76,9 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
     rank_cfg = config.rank
     if flags.get("window_days") is not None:
         rank_cfg = check_window(replace(rank_cfg, window_days=flags["window_days"]))
-    return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg)
+    redact_cfg = replace(config.redact, keep_secrets=True) if flags.get("keep_secrets") else config.redact
+    return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg,
+                   redact=redact_cfg)
 
 
 def _dns_flags(base: Any, allow: tuple[str, ...]) -> Any:
@@ -121,6 +123,10 @@ _RUN_OPTIONS = [
     click.option("--dns-allow", multiple=True, metavar="axfr",
                  help="DNS: also send zone transfers (AXFR, IXFR); UPDATE and NOTIFY never go."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
+    click.option("--keep-secrets", is_flag=True,
+                 help="Replay credentials, cookies and tokens as read; by default they are replaced by "
+                 "a keyed hash as the captures are read, so give real ones with --header or [auth] "
+                 "(docs/security.md)."),
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
     click.option("--workers", default="auto", metavar="N|auto",
                  help="Judge the capture in partitions on N worker processes (Dask LocalCluster); "

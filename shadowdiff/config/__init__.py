@@ -18,6 +18,7 @@ from typing import Any
 from shadowdiff.compare.ruleset import Rules
 from shadowdiff.compare.rulebook import EndpointRules, merge_rules, rules_for
 from shadowdiff.config.rules import parse_endpoint, parse_rules
+from shadowdiff.config.secrets import parse_auth, parse_redact
 from shadowdiff.config.sections import (
     check_replay,
     check_targets,
@@ -36,12 +37,13 @@ from shadowdiff.rank.options import RankConfig
 from shadowdiff.rank.routing import RoutesConfig, parse_routes
 from shadowdiff.redact import SECRET_HEADERS, ReportConfig
 from shadowdiff.replay.options import CLIENTS, SAFE_METHODS, ReplayConfig, Targets
+from shadowdiff.scrub import RedactConfig
 
 # The settings of each stage live with the stage; they are named here too, as the
 # configuration's public vocabulary (docs/configuration.md).
 __all__ = [
     "CLIENTS", "SAFE_METHODS", "SECRET_HEADERS", "Config", "EndpointRules", "RankConfig",
-    "ReplayConfig", "ReportConfig", "Targets", "check_replay", "check_targets", "check_window",
+    "RedactConfig", "ReplayConfig", "ReportConfig", "Targets", "check_replay", "check_targets", "check_window",
     "config_from_dict", "load_config", "merge_rules",
 ]
 
@@ -59,6 +61,7 @@ class Config:
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    redact: RedactConfig = field(default_factory=RedactConfig)
     source: str | None = None
 
     def rules_for(self, endpoint: str) -> Rules:
@@ -69,7 +72,7 @@ class Config:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp", "dns"}
+             "history", "smtp", "dns", "redact", "auth"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -101,7 +104,8 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         targets=parse_targets(data.get("targets", {}), src),
         replay=replace(parse_replay(data.get("replay", {}), src),
                        smtp=parse_smtp(data.get("smtp", {}), src),
-                       dns=parse_dns(data.get("dns", {}), src)),
+                       dns=parse_dns(data.get("dns", {}), src),
+                       auth=parse_auth(data.get("auth", {}), src)),
         rules=parse_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(parse_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=parse_rank(data.get("rank", {}), src),
@@ -109,6 +113,7 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         routes=parse_routes(data.get("routes", {}), src),
         gate=parse_gate(data.get("gate", {}), src),
         history=parse_history(data.get("history", {}), src),
+        redact=parse_redact(data.get("redact", {}), src),
         source=src,
     )
 

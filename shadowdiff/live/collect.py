@@ -16,10 +16,11 @@ Envoy appends `-shadow` to the host of mirrored requests, before the port
 from __future__ import annotations
 
 import asyncio
+import hmac
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +28,11 @@ from aiohttp import web
 from shadowdiff.capture.jsonl import CaptureWriter
 from shadowdiff.errors import ShadowdiffError
 from shadowdiff.model import Exchange, Headers, Request
+from shadowdiff.scrub import RedactConfig, Redactor
 
 #: Counters written to the capture header's `stats` and printed at exit.
-STAT_KEYS: tuple[str, ...] = ("requests", "body_bytes", "bodies_too_large", "shadow_host_stripped")
+STAT_KEYS: tuple[str, ...] = ("requests", "body_bytes", "bodies_too_large", "shadow_host_stripped",
+                               "unauthorized")
 _SHADOW = "-shadow"
 _CHUNK = 1 << 16
 
@@ -41,11 +44,18 @@ class CollectorSettings:
     output: str
     """Capture file to write (`.jsonl` or `.jsonl.gz`)."""
     max_body_bytes: int = 10 * 1024 * 1024
-    """Larger request bodies are drained but not kept (mark `request_body_missing`)."""
+    """A larger request body is not read on (413, the connection closed) and not kept: the
+    exchange is recorded with the mark `request_body_missing`."""
     strip_shadow_suffix: bool = True
     """Undo Envoy's `-shadow` Host suffix."""
     source: str = "collect"
     """The capture's `source` and the prefix of each exchange's source."""
+    redact: RedactConfig = field(default_factory=RedactConfig)
+    """Capture-time redaction (`[redact]`; `keep_secrets` keeps everything)."""
+    token: str | None = None
+    """When set, only requests whose `token_header` carries it are recorded (others: 401)."""
+    token_header: str = "X-Shadowdiff-Token"
+    """The header the proxy adds with the shared token; it is not recorded."""
 
 
 def strip_shadow(host: str) -> str | None:
@@ -92,28 +102,47 @@ class Collector:
     async def handle(self, request: web.Request) -> web.Response:
         """The one handler: read the whole request, record it, answer 204."""
         seen_at = time.time()
+        if not self._authorized(request):
+            self.stats["unauthorized"] += 1
+            return web.Response(status=401, headers={"Connection": "close"})
         body, complete = await self._read_body(request)
         marks = ("no_response",) if complete else ("no_response", "request_body_missing")
         self._record(Request(protocol="http", method=request.method, target=request.raw_path,
                              headers=self._headers(request.raw_headers), body=body),
                      seen_at, marks)
+        if not complete:  # the rest of the body is not read: this connection cannot go on
+            return web.Response(status=413, headers={"Connection": "close"})
         return web.Response(status=204)
 
+    def _authorized(self, request: web.Request) -> bool:
+        if self.settings.token is None:
+            return True
+        given = request.headers.get(self.settings.token_header, "")
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                   self.settings.token.encode("utf-8", "surrogateescape"))
+
     async def _read_body(self, request: web.Request) -> tuple[bytes, bool]:
+        cap = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > cap:
+            self.stats["bodies_too_large"] += 1  # refused unread: a declared size is enough
+            return b"", False
         parts: list[bytes] = []
         size = 0
         while chunk := await request.content.read(_CHUNK):
             size += len(chunk)
-            if size <= self.settings.max_body_bytes:
-                parts.append(chunk)  # past the cap the rest is drained, not kept
+            if size > cap:  # an endless chunked body stops here, not at the client's whim
+                self.stats["body_bytes"] += size
+                self.stats["bodies_too_large"] += 1
+                return b"", False
+            parts.append(chunk)
         self.stats["body_bytes"] += size
-        if size > self.settings.max_body_bytes:
-            self.stats["bodies_too_large"] += 1
-            return b"", False
         return b"".join(parts), True
 
     def _headers(self, raw: Any) -> Headers:
         headers = tuple((_text(k), _text(v)) for k, v in raw)
+        if self.settings.token is not None:  # the proxy's token, not the client's header
+            token = self.settings.token_header.lower()
+            headers = tuple((k, v) for k, v in headers if k.lower() != token)
         if not self.settings.strip_shadow_suffix:
             return headers
         out = []
@@ -147,7 +176,8 @@ class Collector:
         except OSError as exc:
             await runner.cleanup()
             raise ShadowdiffError(f"collector cannot listen on {host}:{port}: {exc}") from exc
-        self._writer = CaptureWriter(self.settings.output, source=self.settings.source)
+        self._writer = CaptureWriter(self.settings.output, source=self.settings.source,
+                                     redactor=Redactor(self.settings.redact))
         try:
             if on_ready is not None:
                 bound = runner.addresses[0]

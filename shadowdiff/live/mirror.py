@@ -24,12 +24,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from shadowdiff.capture.mitm import flow_headers, flow_text
 from shadowdiff.errors import PluginError, ShadowdiffError
 from shadowdiff.live.queue import Mirror, MirrorSettings
 from shadowdiff.model import Failure, Outcome, Request, Response
+from shadowdiff.scrub import RedactConfig
 
 ReadyFn = Callable[[str, int], None]
 
@@ -48,6 +50,11 @@ _OPTIONS: dict[str, tuple[str, type, Any, str]] = {
                                  "instead of the peer address."),
     "shadowdiff_drain": ("drain_s", float, 5.0, "Seconds copies in flight may take at shutdown."),
     "shadowdiff_source": ("source", str, "mirror", "The capture's source name."),
+    "shadowdiff_keep_secrets": ("keep_secrets", bool, False,
+                                "Store credentials, cookies and tokens as seen (default: keyed hash)."),
+    "shadowdiff_max_body_bytes": ("max_body_bytes", int, 10 * 1024 * 1024,
+                                  "Larger request bodies are refused (413); larger answers of new "
+                                  "are a too_large failure."),
 }
 
 
@@ -120,8 +127,10 @@ def check_settings(settings: MirrorSettings) -> str | None:
 class MirrorAddon:
     """mitmproxy addon: hands each flow to a `Mirror`; the proxy path itself is untouched."""
 
-    def __init__(self, on_ready: ReadyFn | None = None) -> None:
+    def __init__(self, on_ready: ReadyFn | None = None,
+                 redact: RedactConfig | None = None) -> None:
         self.on_ready = on_ready
+        self.redact = redact  # `[redact]` of shadowdiff.toml, when run by `shadowdiff mirror`
         self.mirror: Mirror | None = None
         self.stats: dict[str, int] | None = None
         self.startup_error: str | None = None
@@ -134,6 +143,8 @@ class MirrorAddon:
         from mitmproxy import ctx
         addrs = ctx.master.addons.get("proxyserver").listen_addrs()
         settings = settings_from_options(ctx.options)
+        if self.redact is not None:
+            settings = replace(settings, redact=self.redact)
         self.startup_error = check_settings(settings) or (None if addrs else "no listening socket")
         if self.startup_error:
             logging.getLogger(__name__).error("shadowdiff mirror not started: %s", self.startup_error)
@@ -153,6 +164,9 @@ class MirrorAddon:
 
     def request(self, flow: Any) -> None:
         if self.mirror is None:
+            return
+        if flow.request.stream:  # past max_body_bytes: streamed to old, not kept or copied
+            self.mirror.skip_large()
             return
         job = self.mirror.offer(flow_request(flow), str(flow.client_conn.peername[0]),
                                 flow.request.timestamp_start)
@@ -195,7 +209,7 @@ async def run_mirror(listen_host: str, listen_port: int, old: str, settings: Mir
     addons, options, master_cls = _import_mitmproxy()
     master = master_cls(options.Options(mode=[f"reverse:{old}@{listen_host}:{listen_port}"],
                                         confdir=confdir))
-    addon = MirrorAddon(on_ready)
+    addon = MirrorAddon(on_ready, settings.redact)
     master.addons.add(*addons.default_addons(), addon)
     _set_options(master, settings)
     errors = _ErrorLog()
@@ -222,7 +236,10 @@ def _set_options(master: Any, settings: MirrorSettings) -> None:
     # keep_host_header: old sees the Host the client sent, as behind any reverse proxy.
     # block_global: mitmproxy refuses clients with public addresses by default, which a
     # production reverse proxy must not do.
-    master.options.update(keep_host_header=True, block_global=False, **values)
+    # stream_large_bodies: a body past the limit streams through to old (production must not
+    # break) and is never buffered here; such a request is not mirrored (MirrorAddon.request).
+    master.options.update(keep_host_header=True, block_global=False,
+                          stream_large_bodies=str(settings.max_body_bytes), **values)
 
 
 # `mitmdump -s shadowdiff/live.py --mode reverse:http://old:8080 --set shadowdiff_new=... `

@@ -23,15 +23,17 @@ from typing import Any
 from shadowdiff.capture.jsonl import CaptureWriter
 from shadowdiff.replay.options import SAFE_METHODS, ReplayConfig
 from shadowdiff.model import Exchange, Failure, Outcome, Request
+from shadowdiff.scrub import RedactConfig, Redactor
 from shadowdiff.protocols.base import Sender
 
 #: Counters written to the capture header's `stats` and printed at exit. Invariant:
 #: requests == mirrored + dropped_queue_full + dropped_shutdown + skipped_method +
-#: skipped_sample, and
+#: skipped_sample + skipped_large_body, and
 #: mirrored == recorded + unfinished once the mirror has stopped.
 STAT_KEYS: tuple[str, ...] = (
     "requests", "mirrored", "dropped_queue_full", "dropped_shutdown", "skipped_method",
     "skipped_sample", "recorded", "new_failures", "old_failures", "unfinished",
+    "skipped_large_body",
 )
 
 
@@ -59,6 +61,13 @@ class MirrorSettings:
     """At shutdown, how long copies already queued or in flight may still take."""
     source: str = "mirror"
     """The capture's `source` and the prefix of each exchange's source."""
+    keep_secrets: bool = False
+    """Store credentials, cookies and tokens as seen; by default they are hashed (scrub.py)."""
+    redact: RedactConfig = field(default_factory=RedactConfig)
+    """What counts as a secret (`[redact]`); `keep_secrets` above wins."""
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Larger request bodies are refused by the proxy (413) and larger answers of new are
+    a `too_large` failure."""
 
 
 def sampled(client: str, fraction: float) -> bool:
@@ -115,9 +124,12 @@ class Mirror:
             from shadowdiff.protocols.base import protocol_for_url
             replay = ReplayConfig(concurrency=self.settings.concurrency,
                                   timeout_s=self.settings.timeout_s,
-                                  methods=self.settings.methods)
+                                  methods=self.settings.methods,
+                                  max_body_bytes=self.settings.max_body_bytes)
             self._sender = protocol_for_url(self.settings.new).open_sender(self.settings.new, replay)
-        self._writer = CaptureWriter(self.settings.output, source=self.settings.source)
+        self._writer = CaptureWriter(self.settings.output, source=self.settings.source,
+                                     redactor=Redactor(self.settings.redact.keeping(
+                                         self.settings.keep_secrets)))
         self._workers = [asyncio.create_task(self._worker())
                          for _ in range(self.settings.concurrency)]
 
@@ -128,6 +140,11 @@ class Mirror:
             if value:
                 return value.split(",")[0].strip()
         return peer
+
+    def skip_large(self) -> None:
+        """Count a request whose body passed max_body_bytes: it reached old, not new."""
+        self.stats["requests"] += 1
+        self.stats["skipped_large_body"] += 1
 
     def offer(self, request: Request, peer: str, seen_at: float | None = None) -> MirrorJob | None:
         """Queue a copy of `request` for new, or count why not. Never waits."""

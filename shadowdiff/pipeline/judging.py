@@ -29,7 +29,8 @@ def open_senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
     # Replaying old twice is a replica that happens to be old itself: its own connections.
     replica = t.old_replica or (t.old if t.replay_old_twice else None)
     urls = {"old": t.old, "new": t.new, "old_replica": replica}
-    return {role: protocol.open_sender(url, config.replay) for role, url in urls.items() if url}
+    return {role: protocol.open_sender(url, config.replay.for_role(role))
+            for role, url in urls.items() if url}
 
 
 def replay_policy(config: Config, protocol: Protocol, *, share: int = 1) -> ReplayPolicy:

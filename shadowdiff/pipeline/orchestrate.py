@@ -19,6 +19,7 @@ import orjson
 
 from shadowdiff import __version__
 from shadowdiff.capture import read_exchanges
+from shadowdiff.scrub import Redactor
 from shadowdiff.config import Config, plugin_configured
 from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.model import Exchange, Request, Trial
@@ -84,11 +85,13 @@ def default_out_dir(base: str | Path = "reports") -> Path:
     return path
 
 
-def _guarded(paths: tuple[str, ...], state: RunState) -> Iterator[Exchange]:
-    """Exchanges from every capture; an input error ends intake and is recorded."""
+def _guarded(paths: tuple[str, ...], state: RunState,
+             secrets: Redactor | None = None) -> Iterator[Exchange]:
+    """Exchanges from every capture, secrets redacted ([redact]); an input error ends
+    intake and is recorded."""
     for path in paths:
         try:
-            yield from read_exchanges(path)
+            yield from read_exchanges(path, secrets=secrets)
         except CaptureError as exc:
             state.errors.append(str(exc))
             return
@@ -133,7 +136,8 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
     policy = replay_policy(config, protocol)
     needed = needed_roles(config)
     # journal.pending: on --resume, what the journal already holds is not replayed
-    exchanges = journal.pending(selected(captures, policy, tally, state, endpoint_of, needed))
+    exchanges = journal.pending(selected(captures, policy, tally, state, endpoint_of, needed,
+                                         secrets=Redactor(config.redact)))
     async for trial, verdict in judged(exchanges, config, protocol, policy, tally, endpoint_of):
         results.write(trial, verdict)
         journal.add(trial, verdict, tally)
@@ -150,14 +154,15 @@ def needed_roles(config: Config) -> frozenset[str]:
 
 
 def selected(captures: tuple[str, ...], policy: ReplayPolicy, tally: Tally, state: RunState,
-             endpoint_of: Callable[[Request], str], needed: frozenset[str]) -> Iterator[Exchange]:
+             endpoint_of: Callable[[Request], str], needed: frozenset[str], *,
+             secrets: Redactor | None = None) -> Iterator[Exchange]:
     """The captures' exchanges the policy lets through; the others are counted as skipped."""
     def on_skip(ex: Exchange, reason: str) -> None:
         tally.add_skip(endpoint_of(ex.request), ex, reason)
         state.skipped += ex.count
         state.skipped_entries += 1
 
-    return select(_guarded(captures, state), policy, on_skip, observed=needed)
+    return select(_guarded(captures, state, secrets), policy, on_skip, observed=needed)
 
 
 def check_observed(needed: frozenset[str], state: RunState) -> None:
@@ -272,7 +277,7 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
         setup = partitioned.Setup(config, protocol, templater, share)
         needed = needed_roles(config)
         exchanges = selected(captures, replay_policy(config, protocol), tally, state,
-                             endpoint_of, needed)
+                             endpoint_of, needed, secrets=Redactor(config.redact))
         partitioned.run_chunks(partitioned.chunks(exchanges, protocol), setup, client, merge,
                                lost)
         check_observed(needed, state)

@@ -4,7 +4,7 @@ takes them (parsed and checked by shadowdiff.config).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from shadowdiff.protocols.dns.config import DnsConfig
@@ -52,6 +52,17 @@ class ReplayConfig:
     """The `[smtp]` section (config_smtp.py), here so every sender gets it with these options."""
     dns: DnsConfig = field(default_factory=DnsConfig)
     """The `[dns]` section (protocols/dns/config.py), likewise."""
+    auth: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """`[auth.<role>]`: headers set on requests to that target only (over `headers`)."""
+
+    def for_role(self, role: str) -> ReplayConfig:
+        """These options with the role's `[auth]` headers laid over `headers`."""
+        extra = dict(self.auth).get(role, ())
+        if not extra:
+            return self
+        names = {k.lower() for k, _ in extra}
+        kept = tuple((k, v) for k, v in self.headers if k.lower() not in names)
+        return replace(self, headers=kept + extra)
 
 
 class ReplaySettings(Protocol):

@@ -97,9 +97,19 @@ def test_run_end_to_end(tmp_path, capture, config):
 def test_show_secrets_opt_in(tmp_path, capture, config):
     out = tmp_path / "run"
     with serve_app(shop("old")) as old, serve_app(shop("new")) as new:
+        # reports show them only when the run also keeps them as it reads the capture
+        invoke("run", str(capture), "--old", old, "--new", new, "--config", str(config),
+               "--out", str(out), "--quiet", "--show-secrets", "--keep-secrets")
+    assert b"s3cr3t-token" in (out / "examples.json").read_bytes()
+
+
+def test_show_secrets_alone_shows_only_their_hashes(tmp_path, capture, config):
+    out = tmp_path / "run"
+    with serve_app(shop("old")) as old, serve_app(shop("new")) as new:
         invoke("run", str(capture), "--old", old, "--new", new, "--config", str(config),
                "--out", str(out), "--quiet", "--show-secrets")
-    assert b"s3cr3t-token" in (out / "examples.json").read_bytes()
+    examples = (out / "examples.json").read_bytes()
+    assert b"s3cr3t-token" not in examples and b"Bearer redacted:" in examples
 
 
 def test_identical_systems_exit_0(tmp_path, capture, config):

@@ -101,9 +101,10 @@ def test_oversized_body_is_marked_not_kept(tmp_path):
     with collector(out, max_body_bytes=1000) as (url, _):
         status = asyncio.run(send(url))
     (ex,) = read_exchanges(out)
-    assert status == 204 and ex.request.body == b"" and "request_body_missing" in ex.marks
+    # refused (413) on its Content-Length alone, never read, still recorded as a request
+    assert status == 413 and ex.request.body == b"" and "request_body_missing" in ex.marks
     stats = read_header(out)["stats"]
-    assert (stats["bodies_too_large"], stats["body_bytes"]) == (1, 5000)
+    assert (stats["bodies_too_large"], stats["body_bytes"]) == (1, 0)
 
 
 def test_strip_shadow():

@@ -42,6 +42,7 @@ class AiohttpSender:
             timeout=aiohttp.ClientTimeout(total=self.options.timeout_s),
             skip_auto_headers=_SKIP_AUTO,
             cookie_jar=aiohttp.DummyCookieJar(),  # replay must not carry state between requests
+            **_limits(),
         )
 
     def _headers(self, request: Request) -> CIMultiDict[str]:
@@ -95,6 +96,13 @@ class AiohttpSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _limits() -> dict[str, int]:
+    """The same bounds on a response head as the fast sender (docs/security.md)."""
+    from shadowdiff.protocols.http.fast import MAX_HEAD_BYTES, MAX_HEADERS
+    return {"max_line_size": MAX_HEAD_BYTES, "max_field_size": MAX_HEAD_BYTES,
+            "max_headers": MAX_HEADERS}
 
 
 def classify(exc: BaseException, elapsed: float) -> Failure:

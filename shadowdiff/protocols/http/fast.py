@@ -27,6 +27,10 @@ from shadowdiff.protocols.http.message import HOP_BY_HOP
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # CR, LF and other controls (tab is legal)
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Bounds on what a hostile target can make us hold (docs/security.md): the status line and
+#: headers together, and how many headers. Bodies stop at `max_body_bytes`, time at the timeout.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 256
 
 
 class _Fault(Exception):
@@ -55,6 +59,7 @@ class _Connection(asyncio.Protocol):
         self.body = bytearray()
         self.headers_done = False
         self.keep_alive = False
+        self.seen = 0               # bytes of this message received so far (head and framing)
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,6 +71,7 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            self._guard(len(data))
         except httptools.HttpParserUpgrade:
             self._fail("invalid", "the server switched protocols (upgrade)")
         except httptools.HttpParserError as exc:
@@ -89,6 +95,17 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if len(self.headers) > MAX_HEADERS:
+            self._fail("too_large", f"more than {MAX_HEADERS} response headers")
+
+    def _guard(self, size: int) -> None:
+        """Stop a head that never ends (1 MB header lines, header floods) and framing that
+        never ends (endless chunk extensions) at a bound; llhttp itself keeps no limit."""
+        self.seen += size
+        if not self.headers_done and self.seen > MAX_HEAD_BYTES:
+            self._fail("too_large", f"response head passes {MAX_HEAD_BYTES} bytes")
+        elif self.seen > self.cap + MAX_HEAD_BYTES + self.cap // 2 + (1 << 20):
+            self._fail("too_large", f"response passes {self.seen} bytes on the wire")
 
     def on_headers_complete(self) -> None:
         self.headers_done = True

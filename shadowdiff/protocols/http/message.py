@@ -26,24 +26,66 @@ HOP_BY_HOP = frozenset({
 _CHARSET = re.compile(r"charset=\"?([\w.:-]+)", re.I)
 
 
-def decode_content(body: bytes, encoding: str | None) -> bytes:
-    """Undo Content-Encoding (gzip, deflate, br; stacked in order). Raises ValueError."""
+#: Decoded bodies stop here unless the run says otherwise (`--max-body-bytes`).
+MAX_DECODED_BYTES = 10 * 1024 * 1024
+_STEP = 1 << 16
+
+
+class BodyTooLarge(ValueError):
+    """The decoded body would pass the limit (a decompression bomb, or just too big)."""
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Undo Content-Encoding (gzip, deflate, br; stacked in order). Raises ValueError, and
+    BodyTooLarge as soon as the output passes `limit`: decoding streams, so a 1 GB bomb
+    never takes more than `limit` and one step of memory."""
     if not encoding or not body:
         return body
     for coding in reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]):
         if coding in ("gzip", "x-gzip"):
-            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            body = _inflate(body, 16 + zlib.MAX_WBITS, limit)
         elif coding == "deflate":
             try:
-                body = zlib.decompress(body)
+                body = _inflate(body, zlib.MAX_WBITS, limit)
             except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
-                body = zlib.decompress(body, -zlib.MAX_WBITS)
+                body = _inflate(body, -zlib.MAX_WBITS, limit)
         elif coding == "br":
-            import brotli
-            body = brotli.decompress(body)
+            body = _unbrotli(body, limit)
         elif coding != "identity":
             raise ValueError(f"unsupported content-encoding {coding!r}")
     return body
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    d = zlib.decompressobj(wbits)
+    out = bytearray()
+    while data:
+        out += d.decompress(data, _STEP)
+        if len(out) > limit:
+            raise BodyTooLarge(f"decoded body passes {limit} bytes")
+        data = d.unconsumed_tail
+    out += d.flush()
+    if not d.eof:
+        raise zlib.error("incomplete or truncated stream")
+    if len(out) > limit:
+        raise BodyTooLarge(f"decoded body passes {limit} bytes")
+    return bytes(out)
+
+
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    # brotlicffi, not brotli: only 1.2's decoder takes an output limit, and mitmproxy 11
+    # pins brotli below it.
+    import brotlicffi
+    d = brotlicffi.Decompressor()
+    out = bytearray(d.process(data, output_buffer_limit=_STEP))
+    while not d.is_finished() and len(out) <= limit:
+        chunk = d.process(b"", output_buffer_limit=_STEP)
+        if not chunk and d.can_accept_more_data():
+            raise ValueError("incomplete brotli stream")
+        out += chunk
+    if len(out) > limit:
+        raise BodyTooLarge(f"decoded body passes {limit} bytes")
+    return bytes(out)
 
 
 def header_dict(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -60,10 +102,14 @@ def binary_leaf(body: bytes) -> dict[str, Any]:
     return {"$binary": {"sha256": hashlib.sha256(body).hexdigest(), "length": len(body)}}
 
 
-def lift_body(body: bytes, content_type: str, content_encoding: str | None) -> Any:
-    """Decoded, parsed body: JSON value, text, or a binary digest leaf."""
+def lift_body(body: bytes, content_type: str, content_encoding: str | None,
+              limit: int = MAX_DECODED_BYTES) -> Any:
+    """Decoded, parsed body: JSON value, text, or a binary digest leaf; a body that decodes
+    past `limit` is the leaf `{"$too_large": limit, "$binary": ...}` of the wire bytes."""
     try:
-        raw = decode_content(body, content_encoding)
+        raw = decode_content(body, content_encoding, limit)
+    except BodyTooLarge:
+        return {"$too_large": limit, **binary_leaf(body)}
     except Exception as exc:  # noqa: BLE001 - zlib, brotli and ValueError: all mean undecodable
         return {"$undecodable": f"{content_encoding}: {exc.__class__.__name__}", **binary_leaf(body)}
     if not raw:

@@ -10,7 +10,7 @@ from typing import Any
 from shadowdiff.model import Request, Response
 from shadowdiff.protocols.base import Sender, Tree
 from shadowdiff.protocols.http.endpoints import http_endpoint
-from shadowdiff.protocols.http.message import header_dict, lift_body
+from shadowdiff.protocols.http.message import MAX_DECODED_BYTES, header_dict, lift_body
 
 
 class HttpProtocol:
@@ -18,6 +18,13 @@ class HttpProtocol:
 
     name = "http"
     schemes = ("http", "https")
+
+    def __init__(self, max_decoded_bytes: int = MAX_DECODED_BYTES) -> None:
+        self.max_decoded_bytes = max_decoded_bytes
+
+    def configure(self, options: Any) -> tuple[HttpProtocol, dict[str, Any]]:
+        """This plugin decoding bodies up to the run's `max_body_bytes` (no rules added)."""
+        return HttpProtocol(getattr(options, "max_body_bytes", MAX_DECODED_BYTES)), {}
 
     def endpoint_key(self, request: Request) -> str:
         """`GET /users/{id}`."""
@@ -27,7 +34,7 @@ class HttpProtocol:
         """{"status": int, "header": {name: value}, "body": parsed}."""
         headers = header_dict(response.headers)
         body = lift_body(response.body, headers.get("content-type", ""),
-                         headers.get("content-encoding"))
+                         headers.get("content-encoding"), self.max_decoded_bytes)
         return {"status": response.status, "header": headers, "body": body}
 
     def open_sender(self, target: str, options: Any) -> Sender:
