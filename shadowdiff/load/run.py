@@ -70,9 +70,7 @@ def run_load(plan: Plan, targets: Mapping[str, str], protocol: Protocol,
     try:
         asyncio.run(_steps(plan, targets, protocol, replay, options, run, progress))
     except KeyboardInterrupt:
-        run.interrupted = True
-        if run.steps and not run.steps[-1].duration_s:
-            run.steps[-1].interrupted = True
+        run.interrupted = True  # the step under way marked itself (_one_step)
     return run
 
 
