@@ -25,7 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"protocols", "demo"}),
     frozenset({"capture", "compare"}),
     frozenset({"replay", "rank", "report", "nightly"}),
-    frozenset({"live"}),
+    frozenset({"live", "load"}),
     frozenset({"config"}),
     frozenset({"pipeline"}),
     frozenset({"cli"}),

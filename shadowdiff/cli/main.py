@@ -17,6 +17,7 @@ from shadowdiff import __version__
 from shadowdiff.cli import capture as cli_capture
 from shadowdiff.cli import history as cli_history
 from shadowdiff.cli import live as cli_live
+from shadowdiff.cli import load as cli_load
 from shadowdiff.cli import rules as cli_rules
 from shadowdiff.cli.nightly import apply_nightly_flags, nightly_options
 from shadowdiff.config import Config, load_config
@@ -201,7 +202,7 @@ def report(run_dir: str) -> None:
 # imports this module back.
 for _command in (cli_capture.capture, cli_capture.usage, cli_rules.rules, cli_live.mirror,
                  cli_live.collect, cli_history.history_cmd, cli_history.accept,
-                 cli_history.unaccept):
+                 cli_history.unaccept, cli_load.load):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -74,6 +74,28 @@ def latency_chart(latency: Mapping[str, Any]) -> Markup | None:
     return _svg(fig, "latency", f"old vs new {metric} response time per endpoint")
 
 
+def load_chart(steps: Sequence[Mapping[str, Any]], max_p99_ms: float) -> Markup | None:
+    """p99 latency against the target rate, old and new; a step that broke is a red cross."""
+    rows = [s for s in steps if s["p99_ms"] is not None]
+    if not rows:
+        return None
+    fig, ax = _figure(6.4, 2.6)
+    for role in ("old", "new"):
+        mine = [s for s in rows if s["role"] == role]
+        if not mine:
+            continue
+        ax.plot([s["target_rate"] for s in mine], [s["p99_ms"] for s in mine], marker="o",
+                markersize=4, linewidth=1.6, color=_COLOURS[role], label=f"{role} p99")
+    ax.axhline(max_p99_ms, linewidth=0.8, linestyle="--", color=_COLOURS["slow"],
+               label=f"limit {max_p99_ms:g} ms")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("target rate, requests/s", fontsize=8)
+    ax.set_ylabel("p99 latency, ms", fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    return _svg(fig, "load", "p99 latency against load, old and new")
+
+
 def _figure(width: float, height: float) -> tuple[Any, Any]:
     import matplotlib
 

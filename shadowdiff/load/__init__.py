@@ -1,0 +1,1 @@
+"""Capacity: replay a capture at its production rate and rising multiples (`shadowdiff load`)."""
