@@ -53,7 +53,7 @@ def auto_workers(total: int | None) -> int:
 
 @dataclass(frozen=True)
 class Setup:
-    """What every chunk needs besides its exchanges (sent to each worker once)."""
+    """What every chunk needs besides its exchanges (sent with each chunk)."""
 
     config: Config
     protocol: Protocol  # the run's plugin object, as configured (DNS zones): not re-looked-up
@@ -92,8 +92,9 @@ def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
 
 
 def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
-           size: int = CHUNK) -> Iterator[list[bytes]]:
-    """The exchanges as capture lines, `size` at a time, whole sessions in one chunk."""
+           size: int | None = None) -> Iterator[list[bytes]]:
+    """The exchanges as capture lines, `size` (CHUNK) at a time, whole sessions in one chunk."""
+    size = size or CHUNK  # read at call time, so a test (or a caller) may change CHUNK
     session_of: Callable[[Request], tuple[Hashable, int] | None] | None = getattr(
         protocol, "session_of", None)
     chunk: list[bytes] = []
@@ -163,7 +164,10 @@ def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
     from distributed import as_completed
 
     limit = max(2, 2 * setup.share)
-    shared = client.scatter(setup, broadcast=True)
+    # The setup travels inside each task, not scattered once: a scattered value lives only on
+    # workers, so SIGKILLing the one that held it cancelled the redone chunk ("already
+    # forgotten") instead of running it again. It is small beside a chunk's 2,000 exchanges.
+    shared = setup
     pending = as_completed()
     sizes: dict[Any, tuple[int, int]] = {}
 
