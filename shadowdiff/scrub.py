@@ -93,7 +93,9 @@ class Redactor:
         self._pattern = re.compile("|".join(f"(?:{p})" for p in config.patterns) or r"(?!)", re.I)
         names = [re.escape(f) for f in self._fields] + [f"(?:{p})" for p in config.patterns]
         # a body is parsed only when one of the names occurs in it at all
-        self._hint = re.compile("|".join(names).lower().encode() or rb"(?!)")  # on lower()ed bytes
+        # case-insensitive by the flag, not by lower()ing the pattern (that would turn a
+        # configured \S into \s): searched only in forms and JSON, so its cost stays there
+        self._hint = re.compile("|".join(names).encode() or rb"(?!)", re.I)
         self._key_fn = key
         self._key: bytes | None = None
         self._is_secret = lru_cache(maxsize=4096)(self._secret_name)
@@ -187,13 +189,13 @@ class Redactor:
         # the kind first (cheap), the name search only for forms and JSON: most bodies are neither
         if _FORM_TYPE.search(ctype) or (not ctype and _FORMISH.fullmatch(body)):
             # no Content-Type (a HAR keeps it in postData.mimeType): judged by the look
-            if not self._hint.search(body.lower()):
+            if not self._hint.search(body):
                 return body
             text = body.decode("latin-1")
             new = self.query("?" + text)[1:]
             return body if new == text else new.encode("latin-1")
-        if _JSON_TYPE.search(ctype) or (not ctype and body.lstrip()[:1] in (b"{", b"[")):
-            return self._json(body) if self._hint.search(body.lower()) else body
+        if _JSON_TYPE.search(ctype) or body.lstrip()[:1] in (b"{", b"["):
+            return self._json(body) if self._hint.search(body) else body
         return body
 
     def _json(self, body: bytes) -> bytes:
