@@ -22,34 +22,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite tests/golden/* from the current output (review the diff!)")
 
 
+def _session_env(name: str, value: str) -> Iterator[None]:
+    """`name=value` in the environment for the session (subprocesses inherit it), then as before."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    yield
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Runs record into a history store of the session, never the checkout's
     reports/history.sqlite (subprocesses inherit the variable too). Session-wide, so
     module-scoped fixtures that run shadowdiff are covered; a test that looks at
     "since last run" passes its own --history."""
-    path = tmp_path_factory.mktemp("history") / "history.sqlite"
-    before = os.environ.get("SHADOWDIFF_HISTORY")
-    os.environ["SHADOWDIFF_HISTORY"] = str(path)
-    yield
-    if before is None:
-        os.environ.pop("SHADOWDIFF_HISTORY", None)
-    else:
-        os.environ["SHADOWDIFF_HISTORY"] = before
+    yield from _session_env("SHADOWDIFF_HISTORY",
+                            str(tmp_path_factory.mktemp("history") / "history.sqlite"))
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_redaction_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Capture-time redaction makes its key on first use: in the session's temp dir, never
     the user's ~/.config (subprocesses inherit the variable too)."""
-    path = tmp_path_factory.mktemp("redact") / "redact.key"
-    before = os.environ.get("SHADOWDIFF_REDACT_KEY_FILE")
-    os.environ["SHADOWDIFF_REDACT_KEY_FILE"] = str(path)
-    yield
-    if before is None:
-        os.environ.pop("SHADOWDIFF_REDACT_KEY_FILE", None)
-    else:
-        os.environ["SHADOWDIFF_REDACT_KEY_FILE"] = before
+    yield from _session_env("SHADOWDIFF_REDACT_KEY_FILE",
+                            str(tmp_path_factory.mktemp("redact") / "redact.key"))
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ _FILTER_OPTIONS = [
     click.option("--dedupe", is_flag=True, help="Merge identical requests, keeping their count for ranking."),
 ]
 
-_SECRET_OPTIONS = [
+SECRET_OPTIONS = [  # capture, collect and mirror: where secrets are first stored
     click.option("--keep-secrets", is_flag=True,
                  help="Store Authorization, cookies, tokens and passwords as captured; by default "
                  "they are replaced by a keyed hash (docs/security.md)."),
@@ -123,7 +123,7 @@ def _make_capture_command(fmt: str, help_text: str, *, ports: bool = False) -> N
                 redactor_for(config_path, keep_secrets))
 
     command.__doc__ = help_text
-    for option in reversed(_FILTER_OPTIONS + _SECRET_OPTIONS):
+    for option in reversed(_FILTER_OPTIONS + SECRET_OPTIONS):
         command = option(command)
     command = click.option("--quiet", "-q", is_flag=True, help="No progress display.")(command)
     if ports:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import click
 
+from shadowdiff.cli.capture import SECRET_OPTIONS
+
 
 _SAFE = "GET,HEAD,OPTIONS"
 
@@ -34,17 +36,10 @@ def _redact(config_path: str | None, keep_secrets: bool) -> object:
     return load_config(config_path).redact.keeping(keep_secrets)
 
 
-_SECRET_OPTIONS = [
-    click.option("--keep-secrets", is_flag=True,
-                 help="Store credentials, cookies and tokens as seen; by default they are replaced "
-                 "by a keyed hash (docs/security.md)."),
-    click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="TOML",
-                 help="shadowdiff.toml: its [redact] section says what is a secret."),
-]
 
 
 def _secret_options(func: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(_SECRET_OPTIONS):
+    for option in reversed(SECRET_OPTIONS):
         func = option(func)
     return func
 
