@@ -226,9 +226,16 @@ class _Differ:
             if o.text != n.text:
                 self.text(o, n, loc)
             return
-        if _raw_text(o) != _raw_text(n):
-            self.text(o, n, loc)
-        o_kids, n_kids = _elements(o), _elements(n)
+        if self.xml:
+            if _raw_text(o) != _raw_text(n):
+                self.text(o, n, loc)
+            o_kids, n_kids = _elements(o), _elements(n)
+        else:  # the HTML parser keeps no comments or PIs: every child is an element, and
+            # one list of them serves both the text check and the descent (an lxml proxy
+            # made once, not twice)
+            o_kids, n_kids = list(o), list(n)
+            if o.text != n.text or [c.tail for c in o_kids] != [c.tail for c in n_kids]:
+                self.text(o, n, loc)
         if o_kids or n_kids:
             self.children(o_kids, n_kids, loc, o_end)
 
@@ -255,17 +262,22 @@ class _Differ:
             o_names, n_names = [c.tag for c in o], [c.tag for c in n]
         o_steps, n_steps = _Steps(o_names, loc), _Steps(n_names, loc)
         if o_names == n_names:
-            self.in_place(o, n, loc, (o_steps, o_names), spans_end(o, o_end))
+            self.in_place(o, n, loc, (o_steps, o_names), o_end)
             return
         self.aligned(o, n, (o_names, n_names), (o_steps, n_steps))
 
     def in_place(self, o: list[Any], n: list[Any], loc: str,
-                 steps_names: tuple[_Steps, list[str]], ends: list[int | None]) -> None:
+                 steps_names: tuple[_Steps, list[str]], o_end: int | None) -> None:
         """Children with the same names in the same order: the common case of a change.
-        Unchanged source lines settle most pairs; a serialization settles the rest."""
+        Unchanged source lines settle most pairs; a serialization settles the rest.
+        `o_end`: the last source line of their old parent, when known."""
         steps, names = steps_names
+        # Each child's first line, read once (an lxml attribute read costs more than a
+        # Python call): a child's span ends where its next sibling starts.
+        starts, n_starts = [c.sourceline for c in o], [c.sourceline for c in n]
+        ends = spans_end(starts, o_end)
         same = self.lines.same
-        maybe = [i for i in range(len(o)) if not same(o[i], n[i], ends[i])]
+        maybe = [i for i in range(len(o)) if not same(starts[i], n_starts[i], ends[i])]
         # Descending is cheaper than serializing (lines prune the walk below), so serialize
         # only where a reordering is possible: two children of one name, or more children.
         swap = len(maybe) == 2 and names[maybe[0]] == names[maybe[1]]

@@ -46,13 +46,12 @@ class LineMap:
                 # line before it may have gained children there.
                 self.dirty[i1] = self.dirty[i2 + 1] = 1
 
-    def same(self, o: Any, n: Any, o_end: int | None) -> bool:
-        """True when old element `o` (whose span ends on line `o_end`) and new element `n`
-        were parsed from the same unchanged text."""
-        start = o.sourceline
-        if start is None or o_end is None or n.sourceline is None or o_end < start:
+    def same(self, start: int | None, n_start: int | None, o_end: int | None) -> bool:
+        """True when the old element whose span runs from line `start` to `o_end` and the
+        new element starting on line `n_start` were parsed from the same unchanged text."""
+        if start is None or o_end is None or n_start is None or o_end < start:
             return False
-        if start >= len(self.to_new) or self.to_new[start] != n.sourceline:
+        if start >= len(self.to_new) or self.to_new[start] != n_start:
             return False
         return not any(self.dirty[start:o_end + 1])
 
@@ -70,12 +69,10 @@ def _line_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, i
     return ops
 
 
-def spans_end(children: list[Any], parent_end: int | None) -> list[int | None]:
-    """The last line of each child's span: where its next sibling starts, else the parent's end."""
-    ends: list[int | None] = []
-    for k in range(len(children)):
-        ends.append(children[k + 1].sourceline if k + 1 < len(children) else parent_end)
-    return ends
+def spans_end(starts: list[int | None], parent_end: int | None) -> list[int | None]:
+    """The last line of each child's span, from the children's first lines: where its next
+    sibling starts, else the parent's end."""
+    return [*starts[1:], parent_end] if starts else []
 
 
 __all__ = ["LineMap", "spans_end"]

@@ -161,8 +161,8 @@ def test_line_map_prunes_only_unchanged_text() -> None:
     lines = LineMap(old, new)
     o_head, n_head = o[0], n[0]
     o_foot, n_foot = o[1][1], n[1][1]
-    assert lines.same(o_head, n_head, o[1].sourceline)
-    assert not lines.same(o_foot, n_foot, old.count("\n") + 1)
+    assert lines.same(o_head.sourceline, n_head.sourceline, o[1].sourceline)
+    assert not lines.same(o_foot.sourceline, n_foot.sourceline, old.count("\n") + 1)
 
 
 _MARKUP = st.lists(st.sampled_from(list("<>/=\"' \n&;!?-abcdpx") + ["<p>", "</p>", "<li>", "<?xml ",
