@@ -1,6 +1,6 @@
 """Benchmark for shadowdiff.rank.usage (issue 4): how fast production logs become endpoint counts.
 
-    python benchmarks/usage.py                  # 2M lines: ours, plain pyarrow, goaccess, awk
+    python benchmarks/usage.py                  # 2M lines: ours (threads, Dask), pyarrow, goaccess, awk
     python benchmarks/usage.py --lines 200000   # a quick look
     python benchmarks/usage.py --scale 10       # also ours over 10x the log (RSS must stay flat)
 
@@ -8,6 +8,8 @@ One run, one generated combined log (skewed endpoint mix, ids, UUIDs and queries
 targets, ~150 bytes a line), each contender in its own child process so its peak RSS
 (`ru_maxrss`) is its own:
 - `ours`: `shadowdiff.rank.usage.read_usage`, endpoint counts with status mix and time range.
+- `ours/dask2`: the same count on a 2-process LocalCluster (the engine of `run --workers 2`):
+  each worker reads and counts its byte ranges of the log; the cluster's start is not timed.
 - `pyarrow`: the plain approach the issue measured: pyarrow's CSV reader with a delimiter
   that never occurs, one `extract_regex` per batch, group-by (method, target): raw
   targets, no endpoint templates (like awk).
@@ -151,6 +153,20 @@ def run_ours(logs: list[str]) -> dict[str, Any]:
     return {"lines": table.lines, "seconds": seconds, "endpoints": table.requests_by_endpoint()}
 
 
+def run_ours_dask(logs: list[str]) -> dict[str, Any]:
+    """The same count on a 2-process LocalCluster, as `run --workers 2 --usage` does it:
+    the workers read and count byte ranges of the log (cluster start excluded)."""
+    from shadowdiff.pipeline.partitioned import shared_engine
+    from shadowdiff.rank.usage import read_usage
+
+    with shared_engine(2, None) as engine:
+        assert engine is not None
+        t = time.perf_counter()
+        table = read_usage(logs, executor=engine, workers=engine.size)
+        seconds = time.perf_counter() - t
+    return {"lines": table.lines, "seconds": seconds, "endpoints": table.requests_by_endpoint()}
+
+
 def run_pyarrow(logs: list[str], *, templates: bool = False) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -204,7 +220,8 @@ def run_awk(logs: list[str]) -> dict[str, Any]:
     return {"lines": lines, "seconds": seconds, "distinct": int(out.stdout)}
 
 
-CONTENDERS = {"ours": run_ours, "pyarrow": run_pyarrow, "pyarrow+tpl": run_pyarrow_templates,
+CONTENDERS = {"ours": run_ours, "ours/dask2": run_ours_dask, "pyarrow": run_pyarrow,
+              "pyarrow+tpl": run_pyarrow_templates,
               "goaccess": run_goaccess, "awk": run_awk}
 
 
@@ -263,6 +280,9 @@ def main() -> None:
             continue
         results[name] = measure(name, [str(log)])
         _print(name, results[name], results.get("ours") if name != "ours" else None)
+    if "ours" in results and "ours/dask2" in results:
+        same = results["ours"]["endpoints"] == results["ours/dask2"]["endpoints"]
+        print(f"ours (threads) and ours/dask2 agree on every endpoint count: {same}")
     if "ours" in results and "pyarrow+tpl" in results:
         same = results["ours"]["endpoints"] == results["pyarrow+tpl"]["endpoints"]
         print(f"ours and pyarrow+tpl agree on every endpoint count: {same}")

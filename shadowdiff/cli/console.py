@@ -13,17 +13,19 @@ from rich.table import Table
 from shadowdiff.config import Config
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.pipeline.orchestrate import default_out_dir, run
+from shadowdiff.pipeline.partitioned import Engine, shared_engine
 from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.routing import build_templater, usage_from_logs
 from shadowdiff.report.markdown import example_sides
 
 
 def load_usage(paths: Sequence[str], config: Config | None = None, *,
-               openapi: str | None = None,
-               routes: Sequence[str] = ()) -> tuple[Usage | None, Templater]:
+               openapi: str | None = None, routes: Sequence[str] = (),
+               engine: Engine | None = None) -> tuple[Usage | None, Templater]:
     """Production usage from access logs, and the endpoint templater that counted it.
 
     The same templater then names the capture's endpoints, so capture and logs join.
+    With the run's Dask `engine`, its workers count the log blocks.
     """
     config = config or Config()
     base = Path(config.source).parent if config.source else None
@@ -32,8 +34,9 @@ def load_usage(paths: Sequence[str], config: Config | None = None, *,
     queries = query_log_usage(paths, config.replay.dns.zones) if paths else None
     if queries is not None:
         return queries, templater
+    spread = {"executor": engine, "workers": engine.size} if engine is not None else {}
     return usage_from_logs(paths, templater, config.routes, window_days=config.rank.window_days,
-                           half_life_days=config.rank.half_life_days)
+                           half_life_days=config.rank.half_life_days, **spread)
 
 
 def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | None,
@@ -45,14 +48,22 @@ def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | 
 
     With `quiet` (cron), no bar and no table: the one-line verdict on standard output.
     """
+    workers = 1 if resume else workers
+    with shared_engine(workers, scheduler) as engine:  # one cluster for the logs and the run
+        usage, templater = load_usage(usage_logs, config, openapi=openapi, routes=routes,
+                                      engine=engine)
+        options: dict[str, Any] = {"usage": usage, "templater": templater, "junit": junit,
+                                   "resume": resume, "workers": workers, "scheduler": scheduler,
+                                   "client": engine.client if engine else None}
+        return _execute(captures, config, out_dir, options, quiet, console)
+
+
+def _execute(captures: tuple[str, ...], config: Config, out_dir: str | Path | None,
+             options: dict[str, Any], quiet: bool, console: Console | None) -> int:
     from shadowdiff.cli.progress import capture_total, replay_progress
 
     console = console or Console(stderr=True)
-    usage, templater = load_usage(usage_logs, config, openapi=openapi, routes=routes)
     target = Path(out_dir) if out_dir else default_out_dir()
-    options: dict[str, Any] = {"usage": usage, "templater": templater, "junit": junit,
-                               "resume": resume, "workers": 1 if resume else workers,
-                               "scheduler": scheduler}
     if quiet:
         result = run(captures, config, target, **options)
         print(result.summary["verdict"], flush=True)

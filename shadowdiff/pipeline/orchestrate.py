@@ -175,11 +175,14 @@ def check_observed(needed: frozenset[str], state: RunState) -> None:
 def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
         usage: Usage | None = None, progress: ProgressFn | None = None,
         templater: Templater | None = None, junit: Path | None = None,
-        resume: bool = False, workers: int = 1, scheduler: str | None = None) -> RunResult:
+        resume: bool = False, workers: int = 1, scheduler: str | None = None,
+        client: Any = None) -> RunResult:
     """Replay the captures to the configured targets and write the run directory.
 
     With `workers` > 1 or a Dask `scheduler` address the capture is judged in partitions
     by worker processes (partitioned.py); the summary is the same apart from timings.
+    `client`: a Dask client already open for the run (partitioned.shared_engine), used
+    instead of starting one.
 
     `templater` (shadowdiff.rank.routing) names HTTP endpoints from routes and learned id
     positions; give the same one that counted `usage`, so capture and logs join.
@@ -189,7 +192,7 @@ def run(captures: tuple[str, ...], config: Config, out_dir: Path, *,
     """
     protocol = _protocol(config)
     protocol, config = plugin_configured(protocol, config)  # e.g. the [dns] rules
-    engine = _Engine(workers, scheduler)
+    engine = _Engine(workers, scheduler, client)
     if engine.partitioned and resume:
         raise ConfigError("--resume continues a run judged by one process: resume it with "
                           "--workers 1 (partitioned runs keep no journal)", key="workers")
@@ -205,10 +208,11 @@ class _Engine:
 
     workers: int = 1
     scheduler: str | None = None
+    client: Any = None  # a Dask client opened by the caller, else one is opened for the run
 
     @property
     def partitioned(self) -> bool:
-        return self.workers > 1 or self.scheduler is not None
+        return self.workers > 1 or self.scheduler is not None or self.client is not None
 
 
 def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol: Protocol,
@@ -273,7 +277,8 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
         state.errors.append(f"chunk {index} ({size} exchanges) was not judged: "
                             f"{exc.__class__.__name__}: {exc}")
 
-    with partitioned.dask_client(engine.workers, engine.scheduler) as (client, share):
+    with partitioned.dask_client(engine.workers, engine.scheduler, engine.client) as (client,
+                                                                                  share):
         setup = partitioned.Setup(config, protocol, templater, share)
         needed = needed_roles(config)
         exchanges = selected(captures, replay_policy(config, protocol), tally, state,

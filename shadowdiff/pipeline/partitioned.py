@@ -30,6 +30,7 @@ from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_
 from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.routing import endpoint_function
+from shadowdiff.rank.usage.ranges import file_facts
 from shadowdiff.rank.tally import Tally
 
 #: Exchanges per chunk: enough to amortize a task's start, few enough to spread the load.
@@ -138,8 +139,13 @@ def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
 
 
 @contextmanager
-def dask_client(workers: int, scheduler: str | None) -> Iterator[tuple[Any, int]]:
-    """(client, chunks judged at once) for the run; the LocalCluster it started is stopped after."""
+def dask_client(workers: int, scheduler: str | None, client: Any = None
+                ) -> Iterator[tuple[Any, int]]:
+    """(client, chunks judged at once) for the run; the LocalCluster it started is stopped
+    after. A `client` already open (shared_engine's) is used as it is and left open."""
+    if client is not None:
+        yield client, _cluster_size(client)
+        return
     client, cluster = open_client(workers, scheduler)
     try:
         yield client, (workers if scheduler is None else _cluster_size(client))
@@ -147,6 +153,38 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[tuple[Any, int]
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Dask client opened once for a whole run: the logs are counted and the capture is
+    judged by the same workers (one LocalCluster start, not two)."""
+
+    client: Any
+    size: int  # threads of the cluster: what limits and in-flight work are divided by
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        """read_usage's executor interface. pure=False: no hashing of a 4 MB block for a
+        task key, and a block is never a cached result of another block."""
+        return self.client.submit(fn, *args, pure=False)
+
+    def sees(self, path: str) -> bool:
+        """Whether every worker sees this file as the driver does (same size and mtime): then
+        they read their byte ranges of it themselves rather than be sent its bytes."""
+        here = file_facts(path)
+        there = self.client.run(file_facts, path)
+        return (here is not None and bool(there)
+                and all(f is not None and tuple(f) == here for f in there.values()))
+
+
+@contextmanager
+def shared_engine(workers: int, scheduler: str | None) -> Iterator[Engine | None]:
+    """The run's Dask engine, or None when it is judged in this process (`--workers 1`)."""
+    if workers <= 1 and scheduler is None:
+        yield None
+        return
+    with dask_client(workers, scheduler) as (client, size):
+        yield Engine(client, size)
 
 
 def _cluster_size(client: Any) -> int:

@@ -86,13 +86,16 @@ def build_templater(cfg: RoutesConfig, *, base_dir: Path | None = None,
 
 def usage_from_logs(paths: Sequence[str], templater: Templater, cfg: RoutesConfig, *,
                     window_days: float | None = None,
-                    half_life_days: float | None = None) -> tuple[Usage | None, Templater]:
+                    half_life_days: float | None = None,
+                    executor: Any = None, workers: int = 2) -> tuple[Usage | None, Templater]:
     """Production usage per endpoint, and the templater refined by what the logs show.
 
     With `window_days`, counts are the logs' last N days (`severity.weight_recent`). Ids
     are learned from the whole log first (more distinct values, surer evidence), then the
     day buckets are re-templated like the totals, so windowed counts join the capture too.
     Mail logs keep whole-log counts (they have no day buckets); the usage then says so.
+    `executor` and `workers`: where and how many access-log blocks are counted at once
+    (read_usage; a run on Dask passes its engine).
     """
     if not paths:
         return None, templater
@@ -101,7 +104,7 @@ def usage_from_logs(paths: Sequence[str], templater: Templater, cfg: RoutesConfi
     mail = mail_usage(paths)
     if mail is not None:
         return mail, templater
-    table = read_usage(list(paths), endpoint=templater)
+    table = read_usage(list(paths), endpoint=templater, executor=executor, workers=workers)
     counts = table.requests_by_endpoint()
     buckets = table.by_day
     if cfg.learn_ids:

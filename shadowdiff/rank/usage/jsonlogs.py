@@ -170,6 +170,13 @@ def count_json_block(block: bytes, plan: JsonPlan) -> BatchCounts:
     return fast if fast is not None else count_json_batch(lines, plan)
 
 
+def resolve_keys(block: bytes, plan: JsonPlan) -> None:
+    """Settle the plan's keys from a file's first block, before any block is counted: every
+    block (in whichever thread or worker process) then reads the same keys."""
+    if plan.keys is None:
+        _resolve_from(split_lines(block), plan)
+
+
 def _resolve_from(lines: pa.Array, plan: JsonPlan) -> None:
     for raw in lines[:100].to_pylist():
         try:

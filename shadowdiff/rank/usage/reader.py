@@ -6,39 +6,57 @@
 The reading thread only cuts blocks at newlines while two workers split them into lines
 and run the regex and group-by (Arrow and numpy release the GIL); at most 2 x workers blocks are in
 flight, which is what keeps memory flat whatever the size of the log.
+
+The workers are threads of this process by default; a run on Dask (`--workers N`,
+`--scheduler`) passes its client as `executor`, so the blocks are counted by the same
+worker processes (or machines) that judge the capture: anything with `submit(fn, *args)`
+returning a future with `result()` will do. Blocks are absorbed in the order they were read
+either way, so line numbers, examples and counts do not depend on where they were counted.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Protocol, Union
 
 from shadowdiff.protocols.http.endpoints import http_endpoint
 from shadowdiff.errors import CaptureError
 from shadowdiff.rank.usage.formats import LogFormat, named_format, parse_log_format
-from shadowdiff.rank.usage.sources import (BLOCK_SIZE, LineReader, expand_paths, read_head,
-                                      split_lines)
+from shadowdiff.rank.usage.ranges import byte_ranges, count_range
+from shadowdiff.rank.usage.sources import (BLOCK_SIZE, LineReader, expand_paths, open_log,
+                                           read_head, split_lines)
 from shadowdiff.rank.usage.table import UsageTable, build_frame
-from shadowdiff.rank.usage.jsonlogs import JsonPlan, count_json_block
+from shadowdiff.rank.usage.jsonlogs import JsonPlan, count_json_block, resolve_keys
 from shadowdiff.rank.usage.tally import BatchCounts, Tally, TextPlan, count_text_batch
 
 Format = Union[LogFormat, str]  # a LogFormat, or "json"
 _SNIFF_LINES = 20
 
 
+class Executor(Protocol):
+    """Where blocks are counted: a ThreadPoolExecutor, or a Dask client's adapter. One that
+    also has `sees(path) -> bool` (every worker sees this very file) is sent byte ranges of
+    plain files instead of their bytes (see ranges.py)."""
+
+    def submit(self, fn: Callable[..., BatchCounts], /, *args: Any) -> Any: ...
+
+
 def read_usage(paths: Sequence[str], *, fmt: str = "auto", log_format: str | None = None,
                json_fields: Mapping[str, str] | None = None,
                endpoint: Callable[[str, str], str] = http_endpoint,
-               workers: int = 2, block_size: int = BLOCK_SIZE) -> UsageTable:
+               workers: int = 2, block_size: int = BLOCK_SIZE,
+               executor: Executor | None = None) -> UsageTable:
     """Count production requests per endpoint template in access logs.
 
     `fmt`: `auto` (sniff each file), `combined` / `common`, `json`, `nginx:<log_format>`,
-    `apache:<LogFormat>`; or pass the format line as `log_format`. `json_fields` maps
+    `apache:<LogFormat>`; or pass the format line as `log_format`. `executor` counts the
+    blocks (default: `workers` threads of this process). `json_fields` maps
     roles (method, target, request, query, status, time) to JSON keys (dots go into
     objects). `endpoint(method, target)` names the endpoint; it is called once per
     distinct (method, target), never per line. Malformed lines are counted; a file in
@@ -50,9 +68,11 @@ def read_usage(paths: Sequence[str], *, fmt: str = "auto", log_format: str | Non
     """
     given = resolve_format(fmt, log_format)
     run = _Run(endpoint, json_fields or {}, workers, block_size)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="usage") as pool:
-        for path in expand_paths(paths):
-            run.read_file(path, given or sniff_format(path), pool)
+    if executor is not None:  # `workers`: how many blocks it counts at once
+        run.read_files(paths, given, executor)
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="usage") as pool:
+            run.read_files(paths, given, pool)
     run.tally.flush()
     frame, total = build_frame(run.tally.counts)
     return UsageTable(
@@ -130,6 +150,11 @@ def _clip(line: str, width: int = 160) -> str:
     return repr(line if len(line) <= width else line[: width - 3] + "...")
 
 
+def count_text_block(block: bytes, plan: TextPlan) -> BatchCounts:
+    """One block of a text log counted (in a worker thread or a Dask worker)."""
+    return count_text_batch(split_lines(block), plan)
+
+
 # -- one run -------------------------------------------------------------------------------
 
 
@@ -154,31 +179,48 @@ class _Run:
     def __post_init__(self) -> None:
         self.tally = Tally(self.endpoint)
 
-    def read_file(self, path: str, fmt: Format, pool: ThreadPoolExecutor) -> None:
+    def read_files(self, paths: Sequence[str], given: Format | None, pool: Executor) -> None:
+        for path in expand_paths(paths):
+            self.read_file(path, given or sniff_format(path), pool)
+
+    def read_file(self, path: str, fmt: Format, pool: Executor) -> None:
         self.files.append(path)
         self.formats.append(fmt if isinstance(fmt, str) else fmt.name)
-        count = self._counter(fmt)
-        reader = LineReader(path, block_size=self.block_size)
+        count, plan = self._counter(fmt)
         state = _FileState(path, fmt)
-        inflight: deque[Future[BatchCounts]] = deque()
+        where = _on_workers(pool, path)
+        if where is not None:  # the workers read their own byte ranges of it
+            if isinstance(plan, JsonPlan):
+                resolve_keys(_head(path, self.block_size), plan)
+            self._drain(state, (pool.submit(count_range, where, start, end, count, plan)
+                                for start, end in byte_ranges(os.path.getsize(where),
+                                                              self.block_size)))
+            return self._finish_file(state, None)
+        reader = LineReader(path, block_size=self.block_size)
         with closing(iter(reader)) as blocks:  # closes the file even when we raise
-            for block in blocks:
-                inflight.append(pool.submit(count, block))
-                while len(inflight) > 2 * self.workers:
-                    self._absorb(state, inflight.popleft())
-            while inflight:
-                self._absorb(state, inflight.popleft())
-        self._finish_file(state, reader)
+            self._drain(state, (pool.submit(count, block, plan)
+                                for block in _keyed(blocks, plan)))
+        self._finish_file(state, reader.problem)
 
-    def _counter(self, fmt: Format) -> Callable[..., BatchCounts]:
+    def _drain(self, state: _FileState, tasks: Iterator[Future[BatchCounts]]) -> None:
+        """Absorb the blocks' counts in file order, with at most 2 x workers in flight."""
+        inflight: deque[Future[BatchCounts]] = deque()
+        for task in tasks:
+            inflight.append(task)
+            while len(inflight) > 2 * self.workers:
+                self._absorb(state, inflight.popleft())
+        while inflight:
+            self._absorb(state, inflight.popleft())
+
+    def _counter(self, fmt: Format) -> tuple[Callable[..., BatchCounts], TextPlan | JsonPlan]:
+        """The counting function and its plan: module-level, so they pickle to a Dask worker."""
         # the default endpoint ignores the query: read it only for a custom function
         # ... and so does a Templater whose routes survive the reader's id folding
         default = self.endpoint is http_endpoint or getattr(self.endpoint, "fold_safe", False)
         if isinstance(fmt, LogFormat):
-            plan = TextPlan.of(fmt, keep_query=not default, reduce=default)
-            return lambda block: count_text_batch(split_lines(block), plan)
-        jplan = JsonPlan(given=dict(self.json_fields), keep_query=not default, reduce=default)
-        return lambda block: count_json_block(block, jplan)
+            return count_text_block, TextPlan.of(fmt, keep_query=not default, reduce=default)
+        return count_json_block, JsonPlan(given=dict(self.json_fields), keep_query=not default,
+                                          reduce=default)
 
     def _absorb(self, state: _FileState, future: Future[BatchCounts]) -> None:
         got = future.result()
@@ -197,15 +239,40 @@ class _Run:
         if state.lines == got.lines and got.lines and not state.counted:
             _wrong_format(state)  # the whole first block fits nothing
 
-    def _finish_file(self, state: _FileState, reader: LineReader) -> None:
+    def _finish_file(self, state: _FileState, problem: str | None) -> None:
         if state.lines and not state.counted:
             _wrong_format(state)
         if state.bad is not None and self.example is None:
             line, text = state.bad
             self.example = f"{state.path}:line {line}: {_clip(text.decode('utf-8', 'replace'))}"
-        if reader.problem:
-            self.problems.append(f"{state.path}: {reader.problem} "
+        if problem:
+            self.problems.append(f"{state.path}: {problem} "
                                  f"({state.lines:,} lines read)")
+
+
+def _keyed(blocks: Iterator[bytes], plan: TextPlan | JsonPlan) -> Iterator[bytes]:
+    # JSON keys are settled from the first block in the driver, so every worker reads the same
+    for block in blocks:
+        if isinstance(plan, JsonPlan):
+            resolve_keys(block, plan)
+        yield block
+
+
+def _on_workers(pool: Executor, path: str) -> str | None:
+    """The absolute path the executor's workers read themselves, or None: the driver reads
+    the file and ships its blocks (threads; compressed files; workers that do not see it)."""
+    sees = getattr(pool, "sees", None)
+    if sees is None:
+        return None
+    stream, compression = open_log(path)
+    stream.close()
+    where = os.path.abspath(path)
+    return where if not compression and sees(where) else None
+
+
+def _head(path: str, size: int) -> bytes:
+    head = read_head(path, size)
+    return head[: head.rfind(b"\n") + 1]
 
 
 @dataclass
