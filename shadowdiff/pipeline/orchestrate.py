@@ -279,7 +279,10 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
 
     with partitioned.dask_client(engine.workers, engine.scheduler, engine.client) as (client,
                                                                                   share):
-        setup = partitioned.Setup(config, protocol, templater, share)
+        from shadowdiff.pipeline import pacing  # imports distributed: only when partitioned
+
+        setup = partitioned.Setup(config, protocol, templater, share,
+                                  pacing.install(client, config.replay.rate))
         needed = needed_roles(config)
         exchanges = selected(captures, replay_policy(config, protocol), tally, state,
                              endpoint_of, needed, secrets=Redactor(config.redact))

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -59,7 +59,8 @@ class Setup:
     config: Config
     protocol: Protocol  # the run's plugin object, as configured (DNS zones): not re-looked-up
     templater: Templater | None
-    share: int  # chunks judged at once: each gets 1/share of the rate and concurrency
+    share: int  # chunks judged at once: each gets 1/share of the concurrency
+    pacer: Any = None  # pacing.SharedRate: the run's --rate, shared by every chunk
 
 
 @dataclass
@@ -83,6 +84,8 @@ def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
 
     async def go() -> None:
         policy = replay_policy(setup.config, protocol, share=setup.share)
+        if setup.pacer is not None:
+            policy = replace(policy, rate=setup.pacer.rate, pacer=setup.pacer.bind())
         async for trial, verdict in judged(exchanges, setup.config, protocol, policy, tally,
                                            endpoint_of):
             out.append(result_line(trial, verdict))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from shadowdiff.model import Exchange, Outcome, Trial
 from shadowdiff.protocols.base import Sender
@@ -25,6 +27,17 @@ class ReplayPolicy:
     concurrency: int = 32
     rate: float = 0.0  # exchanges per second, 0 = unlimited
     protocol: str | None = None  # the targets' protocol: other exchanges are skipped
+    pacer: Pacer | None = field(default=None, compare=False)
+    """Where the slots come from when the rate is shared with other processes."""
+
+
+class Pacer(Protocol):
+    """A rate shared by several replays (the chunks of a partitioned run)."""
+
+    lease: int  # slots reserved at a time
+
+    async def reserve(self, n: int) -> float:
+        """Reserve the next `n` slots; seconds until the first one."""
 
 
 def skip_reason(exchange: Exchange, policy: ReplayPolicy,
@@ -59,20 +72,37 @@ def select(exchanges: Iterable[Exchange], policy: ReplayPolicy,
 
 
 class RateLimiter:
-    """Spaces starts evenly at `rate` per second (no bursts: production-like pacing)."""
+    """Spaces starts evenly at `rate` per second (no bursts: production-like pacing); with a
+    `pacer`, over the slots it reserves, so several processes share one rate."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, pacer: Pacer | None = None) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
+        self._pacer = pacer
+        self._slots: deque[float] = deque()
+        self._refill = asyncio.Lock()
 
     async def wait(self) -> None:
         if not self.interval:
             return
+        if self._pacer is not None:
+            return await self._wait_for_slot(self._pacer)
         now = time.monotonic()
         start = max(now, self._next)
         self._next = start + self.interval
         if start > now:
             await asyncio.sleep(start - now)
+
+
+    async def _wait_for_slot(self, pacer: Pacer) -> None:
+        async with self._refill:  # one reservation at a time, not one per waiting sender
+            if not self._slots:
+                base = time.monotonic() + await pacer.reserve(pacer.lease)
+                self._slots.extend(base + i * self.interval for i in range(pacer.lease))
+            start = self._slots.popleft()
+        delay = start - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
@@ -85,7 +115,7 @@ async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
     """
     results: asyncio.Queue[Trial | None] = asyncio.Queue(maxsize=policy.concurrency * 2)
     source = iter(exchanges)
-    limiter = RateLimiter(policy.rate)
+    limiter = RateLimiter(policy.rate, policy.pacer)
     errors: list[BaseException] = []
 
     async def worker() -> None:
