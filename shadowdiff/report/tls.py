@@ -51,7 +51,7 @@ def view(summary: Mapping[str, Any]) -> dict[str, Any] | None:
     if not tls:
         return None
     roles = [r for r in ("old", "new", "old_replica") if r in tls["targets"]]
-    rows = [{"label": label, "values": [fact_text(tls["targets"][r], fact) for r in roles],
+    rows = [{"label": label, "cells": [fact_text(tls["targets"][r], fact) for r in roles],
              "differs": any(d["fact"] == fact for d in tls["divergences"])}
             for fact, label in ROWS]
     divergences = [{**d, "old_text": _value(d["old"]), "new_text": _value(d["new"])}
@@ -73,7 +73,7 @@ def markdown_section(summary: Mapping[str, Any]) -> str:
     head = "| fact | " + " | ".join(r.replace("_", " ") for r in shown["roles"]) + " |"
     lines = [head, "|---" * (len(shown["roles"]) + 1) + "|"]
     lines += ["| " + " | ".join([md_text(row["label"]) + (" **≠**" if row["differs"] else "")]
-                                + [md_code(v, limit=70) for v in row["values"]]) + " |"
+                                + [md_code(v, limit=70) for v in row["cells"]]) + " |"
               for row in shown["rows"]]
     parts = ["## Certificates", "\n".join(lines)]
     if shown["divergences"]:
