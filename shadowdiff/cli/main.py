@@ -22,6 +22,7 @@ from shadowdiff.cli import rules as cli_rules
 from shadowdiff.cli.nightly import apply_nightly_flags, nightly_options
 from shadowdiff.config import Config, load_config
 from shadowdiff.config.sections import check_replay, check_targets, check_window
+from shadowdiff.cli.tls import TLS_OPTIONS
 from shadowdiff.config.tls import tls_flags
 from shadowdiff.replay.options import Targets
 from shadowdiff.errors import EXIT_INPUT, ShadowdiffError
@@ -88,25 +89,6 @@ def _dns_flags(base: Any, allow: tuple[str, ...]) -> Any:
     from shadowdiff.protocols.dns.config import allowed
     return replace(base, allow=tuple(dict.fromkeys(base.allow + allowed(allow)))) if allow else base
 
-
-TLS_OPTIONS = [
-    click.option("--old-address", metavar="HOST:PORT",
-                 help="Connect to old here, keeping the URL's name as SNI, Host and the name "
-                 "the certificate must match (the hosts-file trick; docs/cutover.md)."),
-    click.option("--new-address", metavar="HOST:PORT", help="The same for new."),
-    click.option("--old-replica-address", metavar="HOST:PORT", help="The same for the replica."),
-    click.option("--resolve", multiple=True, metavar="[ROLE=]NAME:PORT:ADDR",
-                 help="curl's --resolve: NAME:PORT is reached at ADDR, for every role or, "
-                 "prefixed old=, new= or old_replica=, for one (repeatable)."),
-    click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
-                 help="Trust these CAs instead of the system store."),
-    click.option("--client-cert", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
-                 help="Client certificate for mTLS (may hold the key too)."),
-    click.option("--client-key", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
-                 help="The client certificate's private key."),
-    click.option("--insecure", is_flag=True,
-                 help="Do not verify certificates (the report says so in its header)."),
-]
 
 _RUN_OPTIONS = [
     click.option("--old", metavar="URL", help="The system in production now."),

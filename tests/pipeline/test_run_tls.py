@@ -101,3 +101,25 @@ def test_insecure_is_stated_in_every_report(pair: Pair, tmp_path: Path) -> None:
     assert "> **Not verified**: Certificate verification was OFF for old, new (--insecure)" in md
     assert "Not verified:</strong> Certificate verification was OFF" in (
         tmp_path / "out" / "report.html").read_text()
+
+
+def test_load_pins_each_role_and_verifies_like_run(pair: Pair, tmp_path: Path) -> None:
+    import json
+    from dataclasses import replace as with_
+
+    from click.testing import CliRunner
+
+    from shadowdiff.cli.main import main
+
+    capture = tmp_path / "c.jsonl"
+    write_capture(capture, [with_(make_exchange("GET", f"/item/{i}"), seen_at=1_700_000_000 + i * 0.05)
+                            for i in range(20)])
+    old_ca_only = str(pair.folder / "old-ca" / "old-CA.pem")
+    for bundle, new_errors in ((str(pair.bundle), 0), (old_ca_only, 1)):
+        out = tmp_path / f"out-{new_errors}"
+        result = CliRunner().invoke(main, [
+            "load", str(capture), *_targets(pair, pair.old), "--ca-bundle", bundle,
+            "--steps", "1", "--step-seconds", "0.4", "--pause", "0", "--out", str(out)])
+        steps = {s["role"]: s for s in json.loads((out / "load.json").read_text())["steps"]}
+        assert steps["old"]["error_rate"] == 0, result.output
+        assert steps["new"]["error_rate"] == new_errors, result.output   # unknown CA: all fail
