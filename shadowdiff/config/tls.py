@@ -81,6 +81,10 @@ def tls_flags(replay: ReplayConfig, flags: dict[str, Any]) -> ReplayConfig:
         if sep and role not in _ROLES:
             raise ConfigError(f"{entry!r}: the role before '=' must be one of {', '.join(_ROLES)}",
                               key="--resolve")
+        try:
+            parse_resolve(rest if sep else entry)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="--resolve") from exc
         resolve.setdefault(role if sep else None, []).append(rest if sep else entry)
     addresses = {role: flags.get(f"{role}_address") for role in _ROLES}
     if not (common or resolve or any(addresses.values())):

@@ -59,6 +59,9 @@ def test_flags_pin_each_role_and_resolve_per_role() -> None:
     assert old.insecure and new.insecure
     with pytest.raises(ConfigError, match="role before '='"):
         build_config(None, resolve=("staging=shop.test:443:10.0.0.6",))
+    with pytest.raises(ConfigError, match="NAME:PORT:ADDRESS") as err:
+        build_config(None, resolve=("new=shop.test:10.0.0.6",))
+    assert err.value.key == "--resolve"
 
 
 def test_address_and_resolve_syntax() -> None:

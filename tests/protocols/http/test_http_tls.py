@@ -169,3 +169,20 @@ def test_probe_of_a_failing_certificate_says_why_and_what_was_shown(site: Site) 
     nothing = probe("https://shop.test:1", pinned(site, address="127.0.0.1:1"), 5)
     assert nothing["error"].startswith("cannot connect") and "issuer" not in nothing
     assert [d["kind"] for d in compare_facts(shop, nothing)] == ["tls_verification_changed"]
+
+
+def test_without_cryptography_the_ssl_module_reads_the_same_facts(site: Site) -> None:
+    import socket
+    import ssl
+
+    from cryptography import x509
+
+    from shadowdiff.protocols.http import certs
+    ctx = ssl.create_default_context(cafile=str(site.ca.pem))
+    with socket.create_connection(("127.0.0.1", site.port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="shop.test") as conn:
+        decoded, der = conn.getpeercert(), conn.getpeercert(binary_form=True)
+    by_ssl = certs._from_ssl(decoded)
+    by_cryptography = certs._from_cryptography(x509.load_der_x509_certificate(der), x509)
+    # the same strings either way, so a run's facts do not depend on what is installed
+    assert by_ssl == by_cryptography
