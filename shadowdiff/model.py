@@ -25,7 +25,8 @@ USAGE_SOURCES: dict[str, str] = {"access_log": "access logs", "mail_log": "mail 
 ROLES: tuple[str, ...] = ("old", "new", "old_replica")
 
 #: Failure kinds, as documented in docs/report-schema.md.
-FAILURE_KINDS: tuple[str, ...] = ("timeout", "refused", "reset", "invalid", "too_large", "error")
+FAILURE_KINDS: tuple[str, ...] = ("timeout", "refused", "reset", "invalid", "too_large", "tls",
+                                  "error")
 
 #: Divergence kinds, as documented in docs/report-schema.md.
 DIVERGENCE_KINDS: tuple[str, ...] = (

@@ -10,8 +10,10 @@ from typing import Any
 
 import click
 
+from shadowdiff.cli.tls import tls_options
 from shadowdiff.config import load_config
 from shadowdiff.config.sections import check_replay
+from shadowdiff.config.tls import tls_flags
 from shadowdiff.load.generator import StepResult
 from shadowdiff.load.run import LoadOptions
 from shadowdiff.load.schedule import parse_steps, ramp_steps
@@ -59,6 +61,7 @@ def _steps(value: str) -> tuple[float, ...]:
               help="shadowdiff.toml: its [replay] settings (docs/configuration.md).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [reports/load-<time>].")
 @click.option("--quiet", "-q", is_flag=True, help="Only the verdict line.")
+@tls_options
 def load(captures: tuple[str, ...], old: str, new: str, steps: str, ramp: bool,
          max_multiple: float, step_seconds: float, max_p99: float, max_errors: float,
          max_inflight: int, max_requests: int, pause: float, base_rate: float | None,
@@ -91,7 +94,7 @@ def load(captures: tuple[str, ...], old: str, new: str, steps: str, ramp: bool,
 
 
 def _replay(config_path: str | None, flags: dict[str, Any]) -> Any:
-    r = load_config(config_path).replay
+    r = tls_flags(load_config(config_path).replay, flags)  # [tls] and --old-address...
     methods = flags.get("methods")
     return check_replay(replace(
         r, timeout_s=flags.get("timeout") or r.timeout_s, client=flags.get("client") or r.client,

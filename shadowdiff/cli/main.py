@@ -22,6 +22,8 @@ from shadowdiff.cli import rules as cli_rules
 from shadowdiff.cli.nightly import apply_nightly_flags, nightly_options
 from shadowdiff.config import Config, load_config
 from shadowdiff.config.sections import check_replay, check_targets, check_window
+from shadowdiff.cli.tls import TLS_OPTIONS
+from shadowdiff.config.tls import tls_flags
 from shadowdiff.replay.options import Targets
 from shadowdiff.errors import EXIT_INPUT, ShadowdiffError
 
@@ -61,7 +63,7 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
     r = config.replay
     methods = flags.get("methods")
     replay_cfg = check_replay(replace(
-        r,
+        tls_flags(r, flags),
         concurrency=flags.get("concurrency") or r.concurrency,
         rate=flags["rate"] if flags.get("rate") is not None else r.rate,
         timeout_s=flags.get("timeout") or r.timeout_s,
@@ -119,6 +121,7 @@ _RUN_OPTIONS = [
     click.option("--max-body-bytes", type=click.IntRange(min=1), help="Larger bodies are a too_large failure [10 MiB]."),
     click.option("--client", type=click.Choice(["fast", "aiohttp"]),
                  help="HTTP client: llhttp on bare asyncio (fast) or aiohttp [fast]."),
+    *TLS_OPTIONS,
     click.option("--smtp-deliver", is_flag=True,
                  help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
     click.option("--dns-allow", multiple=True, metavar="axfr",

@@ -19,6 +19,7 @@ from shadowdiff.compare.ruleset import Rules
 from shadowdiff.compare.rulebook import EndpointRules, merge_rules, rules_for
 from shadowdiff.config.rules import parse_endpoint, parse_rules
 from shadowdiff.config.secrets import parse_auth, parse_redact
+from shadowdiff.config.tls import parse_tls
 from shadowdiff.config.sections import (
     check_replay,
     check_targets,
@@ -72,7 +73,7 @@ class Config:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp", "dns", "redact", "auth"}
+             "history", "smtp", "dns", "redact", "auth", "tls"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -100,12 +101,14 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
     endpoints = data.get("endpoint", [])
     if not isinstance(endpoints, list):
         raise ConfigError("must be an array of tables ([[endpoint]])", path=src, key="endpoint")
+    tls, tls_roles = parse_tls(data.get("tls", {}), src)
     return Config(
         targets=parse_targets(data.get("targets", {}), src),
         replay=replace(parse_replay(data.get("replay", {}), src),
                        smtp=parse_smtp(data.get("smtp", {}), src),
                        dns=parse_dns(data.get("dns", {}), src),
-                       auth=parse_auth(data.get("auth", {}), src)),
+                       auth=parse_auth(data.get("auth", {}), src),
+                       tls=tls, tls_roles=tls_roles),
         rules=parse_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(parse_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=parse_rank(data.get("rank", {}), src),

@@ -86,7 +86,7 @@ async def _steps(plan: Plan, targets: Mapping[str, str], protocol: Protocol,
                 continue
             result = StepResult(role, multiple, plan.base_rate * multiple, options.step_seconds)
             run.steps.append(result)
-            await _one_step(protocol.open_sender(targets[role], sender_options), plan,
+            await _one_step(protocol.open_sender(targets[role], sender_options.for_role(role)), plan,
                             result, replay, options)
             reason = broken(result, options)
             if reason is not None:

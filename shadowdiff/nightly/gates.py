@@ -7,7 +7,8 @@ named in the result so nobody forgets them.
 
 Conditions (case-insensitive, spaces ignored):
 
-    any                   any significant divergence not accepted, or nothing verified
+    any                   any significant divergence or certificate divergence (old vs
+                          new, summary `tls`) not accepted, or nothing verified
     new                   a signature not seen in the last complete run, not accepted
     impact>0.5%           a signature, not accepted, touching more than that share of
                           production traffic (`impact>0.005` says the same)
@@ -142,6 +143,11 @@ class _Context:
     accepted: Mapping[str, Any]             # key -> history.Acceptance (or anything)
     latency: Sequence[Any] | None           # latency.Finding list; None: not measured
 
+    def open_tls(self) -> list[Mapping[str, Any]]:
+        """Certificate facts that differ old vs new (summary `tls`), not accepted."""
+        tls = self.summary.get("tls") or {}
+        return [d for d in tls.get("divergences", []) if d["key"] not in self.accepted]
+
     def open_signatures(self) -> list[Mapping[str, Any]]:
         """This run's signatures that are not accepted, ranked."""
         return [s for s in self.summary.get("signatures", []) if s["key"] not in self.accepted]
@@ -191,10 +197,11 @@ def _plural(n: int, word: str) -> str:
 
 
 def _check_any(cond: Condition, ctx: _Context) -> Reason:
-    open_sigs = ctx.open_signatures()
-    if open_sigs:
-        return Reason(cond.text, True, _plural(len(open_sigs), "divergence signature"),
-                      f"top: {open_sigs[0]['key']}")
+    open_sigs, open_tls = ctx.open_signatures(), ctx.open_tls()
+    if open_sigs or open_tls:
+        found = ([_plural(len(open_sigs), "divergence signature")] if open_sigs else []) + (
+            [_plural(len(open_tls), "certificate divergence")] if open_tls else [])
+        return Reason(cond.text, True, ", ".join(found), f"top: {(open_sigs or open_tls)[0]['key']}")
     totals = ctx.summary.get("totals", {})
     replayed = totals.get("replayed", 0)
     failed_both = totals.get("failed_both")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -19,18 +20,47 @@ from shadowdiff.config import Config
 from shadowdiff.model import Exchange, Failure, Request, Trial
 from shadowdiff.protocols.base import Protocol, Sender
 from shadowdiff.rank.tally import Tally
-from shadowdiff.replay.options import SAFE_METHODS
+from shadowdiff.replay.options import SAFE_METHODS, ReplayConfig
 from shadowdiff.replay.runner import ReplayPolicy, replay
 
 
-def open_senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
-    """One sender (connection pool) per role that has a target."""
+def role_targets(config: Config) -> dict[str, tuple[str, ReplayConfig]]:
+    """Each role that has a target: its URL and its options (auth headers, TLS, address)."""
     t = config.targets
     # Replaying old twice is a replica that happens to be old itself: its own connections.
     replica = t.old_replica or (t.old if t.replay_old_twice else None)
     urls = {"old": t.old, "new": t.new, "old_replica": replica}
-    return {role: protocol.open_sender(url, config.replay.for_role(role))
-            for role, url in urls.items() if url}
+    out = {}
+    for role, url in urls.items():
+        if url:
+            options = config.replay.for_role(role)
+            if role == "old_replica" and not t.old_replica:  # old asked twice: old's address
+                options = replace(options, tls=config.replay.for_role("old").tls)
+            out[role] = (url, options)
+    return out
+
+
+def open_senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
+    """One sender (connection pool) per role that has a target."""
+    return {role: protocol.open_sender(url, options)
+            for role, (url, options) in role_targets(config).items()}
+
+
+def tls_section(protocol: Protocol, config: Config) -> dict[str, Any] | None:
+    """summary.json's `tls`: each HTTPS target's certificate facts (one handshake each, before
+    the replay), what differs old vs new, and the roles not verified (--insecure)."""
+    facts_of = getattr(protocol, "connection_facts", None)
+    if facts_of is None:
+        return None
+    from shadowdiff.protocols.http.certs import compare_facts
+    targets = {role: facts for role, (url, options) in role_targets(config).items()
+               if (facts := facts_of(url, options)) is not None}
+    if not targets:
+        return None
+    both = "old" in targets and "new" in targets
+    return {"targets": targets,
+            "divergences": compare_facts(targets["old"], targets["new"]) if both else [],
+            "insecure": [role for role, facts in targets.items() if facts["insecure"]]}
 
 
 def replay_policy(config: Config, protocol: Protocol, *, share: int = 1) -> ReplayPolicy:

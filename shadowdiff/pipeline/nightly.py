@@ -63,9 +63,13 @@ def assess(summary: MutableMapping[str, Any], samples: Mapping[str, Mapping[str,
         sig["accepted"] = sig["key"] in accepted
     for finding in summary["latency"]["regressions"]:
         finding["accepted"] = finding["key"] in accepted
+    tls_divergences = (summary.get("tls") or {}).get("divergences", [])
+    for divergence in tls_divergences:
+        divergence["accepted"] = divergence["key"] in accepted
     summary["since_last"] = _since_last(since, history)
     summary["trend"] = _trend(summary, history)
-    present = {s["key"] for s in summary["signatures"]} | {f.key for f in findings}
+    present = ({s["key"] for s in summary["signatures"]} | {f.key for f in findings}
+               | {d["key"] for d in tls_divergences})
     summary["accepted"] = [_acceptance(a, a.key in present) for a in accepted.values()]
     conditions = parse_conditions(config.gate.fail_on, source="--fail-on")
     gate = evaluate(conditions, summary, since, accepted, findings)

@@ -33,7 +33,7 @@ from shadowdiff.nightly.history import History
 from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit
 from shadowdiff.replay.runner import ReplayPolicy, select
 from shadowdiff.replay.journal import Journal
-from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
+from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop, tls_section
 from shadowdiff.pipeline.summary import build_summary
 from shadowdiff.rank.tally import Tally
 
@@ -226,7 +226,9 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     started_at = dt.datetime.now(dt.timezone.utc)
     journal = Journal.start(out_dir, captures, config, resume=resume)
     results = _Results(out_dir / "results.jsonl.gz")
+    tls = None
     try:
+        tls = tls_section(protocol, config)  # certificates, before any request is replayed
         journal.restore(tally, state, results)
         endpoint_of = endpoint_function(protocol.name, templater, protocol.endpoint_key)
         if engine.partitioned:
@@ -242,7 +244,7 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
         journal.close(keep=state.interrupted and not engine.partitioned)
     summary = build_summary(
         tally, usage or capture_usage(tally), state, config=config, captures=captures,
-        started_at=started_at, version=__version__)
+        started_at=started_at, version=__version__, tls=tls)
     stamp_run(summary, journal)
     assessment = assess(summary, {ep: s.latency for ep, s in tally.endpoints.items()},
                         history, config)

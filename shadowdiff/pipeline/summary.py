@@ -70,8 +70,8 @@ def _noise_tests(tally: Tally, config: Config) -> tuple[dict[Signature, NoiseTes
 
 def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
                   captures: tuple[str, ...], started_at: dt.datetime,
-                  version: str) -> dict[str, Any]:
-    """The summary dict (docs/report-schema.md)."""
+                  version: str, tls: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary dict (docs/report-schema.md); `tls` from judging.tls_section."""
     tests, noise_sigs = _noise_tests(tally, config)
     totals = _totals(tally, state)
     signatures = rank_signatures(tally, usage, exclude=noise_sigs,
@@ -96,6 +96,7 @@ def build_summary(tally: Tally, usage: Usage, state: Any, *, config: Config,
         "capture_suggestion": capture_suggestion(tally, usage),
         "failures": sorted(tally.failures.values(), key=lambda f: (-f["count"], f["role"],
                                                                    f["kind"], f["endpoint"])),
+        **({"tls": tls} if tls is not None else {}),
         "verdict": verdict,
         "exit_code": exit_code,
     }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from shadowdiff.protocols.dns.config import DnsConfig
+from shadowdiff.protocols.http.tls import TlsSettings
 from shadowdiff.protocols.smtp.config import SmtpConfig
 
 
@@ -54,15 +55,22 @@ class ReplayConfig:
     """The `[dns]` section (protocols/dns/config.py), likewise."""
     auth: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     """`[auth.<role>]`: headers set on requests to that target only (over `headers`)."""
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """`[tls]`: CA bundle, client certificate, insecure; after `for_role`, the role's own."""
+    tls_roles: tuple[tuple[str, TlsSettings], ...] = ()
+    """`[tls.<role>]` and `--old-address`...: each role's settings, `tls` already laid under."""
 
     def for_role(self, role: str) -> ReplayConfig:
-        """These options with the role's `[auth]` headers laid over `headers`."""
+        """These options with the role's `[auth]` headers laid over `headers`, and the
+        role's TLS settings and pinned address as `tls`."""
+        own_tls = dict(self.tls_roles).get(role)
+        cfg = replace(self, tls=own_tls, tls_roles=()) if own_tls is not None else self
         extra = dict(self.auth).get(role, ())
         if not extra:
-            return self
+            return cfg
         names = {k.lower() for k, _ in extra}
-        kept = tuple((k, v) for k, v in self.headers if k.lower() not in names)
-        return replace(self, headers=kept + extra)
+        kept = tuple((k, v) for k, v in cfg.headers if k.lower() not in names)
+        return replace(cfg, headers=kept + extra)
 
 
 class ReplaySettings(Protocol):

@@ -31,6 +31,7 @@ from shadowdiff.model import DIVERGENCE_KINDS, USAGE_SOURCES, signature_location
 from shadowdiff.report.markdown import example_sides, noise_intro, suppressed_by
 from shadowdiff.report.text import format_pct
 from shadowdiff.report.nightly_html import nightly_view
+from shadowdiff.report.tls import insecure_warning, view as tls_view
 from shadowdiff.report.region import region_view
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -105,6 +106,8 @@ def _context(
         "signatures": [_signature_view(s, examples.get(s["key"]), top, max_lines) for s in signatures],
         "endpoints": [_endpoint_view(e) for e in summary["endpoints"]],
         "failures": summary["failures"],
+        "tls": tls_view(summary),
+        "insecure": insecure_warning(summary),
         "uncovered": summary["uncovered"],
         "skipped": sorted(totals["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
         "replica": summary["run"]["targets"].get("old_replica") is not None,

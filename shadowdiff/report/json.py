@@ -16,6 +16,7 @@ from typing import Any
 
 from shadowdiff.errors import ReportError
 from shadowdiff.model import DIVERGENCE_KINDS, FAILURE_KINDS, ROLES, USAGE_SOURCES
+from shadowdiff.protocols.http.certs import TLS_DIVERGENCE_KINDS
 
 #: The `schema` value every summary carries.
 SCHEMA = "shadowdiff-summary"
@@ -196,6 +197,20 @@ NIGHTLY_SPEC: dict[str, Any] = {
 SUMMARY_SPEC.update(NIGHTLY_SPEC)
 SUMMARY_SPEC["run"]["resumed"] = _Optional(_INT)
 SUMMARY_SPEC["signatures"][0]["accepted"] = _Optional(_BOOL)
+
+# HTTPS targets' certificates (issue 14), additive in version 1: absent without one.
+_OPT_STR = _Optional((str, None))
+_TLS_FACTS = {"address": str, "server_name": str, "verified": _BOOL, "insecure": _BOOL,
+              "error": (str, None), "tls_version": _OPT_STR, "alpn": _OPT_STR,
+              "issuer": _OPT_STR, "subject": _OPT_STR, "subject_names": _Optional(_Nullable([str])),
+              "not_before": _OPT_STR, "not_after": _OPT_STR, "sha256": _OPT_STR,
+              "replayed_over": _Optional(str)}
+SUMMARY_SPEC["tls"] = _Optional({
+    "targets": {role: _Optional(_TLS_FACTS) for role in ROLES},
+    "divergences": [{"key": str, "kind": _one_of(*TLS_DIVERGENCE_KINDS), "fact": str,
+                     "accepted": _Optional(_BOOL)}],
+    "insecure": [_one_of(*ROLES)],
+})
 
 
 def validate_summary(obj: Any) -> list[str]:

@@ -32,7 +32,7 @@ def render_markdown(
     >>> render_markdown(summary).splitlines()[0]   # doctest: +SKIP
     '# shadowdiff: 3 significant divergences'
     """
-    from shadowdiff.report import nightly_md
+    from shadowdiff.report import nightly_md, tls
 
     sections = [
         f"# shadowdiff: {md_text(summary['verdict'])}",
@@ -47,6 +47,7 @@ def render_markdown(
         _ranking_line(summary.get("ranking")),
         _noise_section(summary.get("noise"), max_uncovered),
         _failures_section(summary["failures"]),
+        tls.markdown_section(summary),
         _uncovered_section(summary["uncovered"], max_uncovered),
         _suggestion_section(summary.get("capture_suggestion"), max_uncovered),
         _skipped_line(summary["totals"]),
@@ -126,8 +127,12 @@ def _run_line(summary: Mapping[str, Any]) -> str:
 
 
 def _warnings(summary: Mapping[str, Any]) -> str:
+    from shadowdiff.report.tls import insecure_warning
     run = summary["run"]
     lines = []
+    insecure = insecure_warning(summary)
+    if insecure:
+        lines.append(f"> **Not verified**: {md_text(insecure)}")
     if run["interrupted"]:
         lines.append("> **Interrupted**: the run stopped early; the figures cover what it did.")
     if run["errors"]:

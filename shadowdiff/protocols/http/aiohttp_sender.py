@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
+import ssl
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from yarl import URL
 
 from shadowdiff.model import Failure, Outcome, Request, Response
 from shadowdiff.protocols.http.message import HOP_BY_HOP
+from shadowdiff.protocols.http.tls import TlsSettings, client_context, connect_to, tls_reason
 
 # Don't let aiohttp invent headers the client never sent: the servers may vary on them.
 _SKIP_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
@@ -32,10 +36,17 @@ class AiohttpSender:
         self.netloc = parts.netloc
         self.options = options
         self._session: aiohttp.ClientSession | None = None
+        self.tls_settings: TlsSettings = getattr(options, "tls", None) or TlsSettings()
+        # The URL keeps the production name (SNI, Host, the name verified); the resolver
+        # alone sends the connection to the pinned address.
+        self._ssl = client_context(self.tls_settings) if parts.scheme == "https" else None
+        self._server_name = self.tls_settings.server_name if self._ssl else None
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.options.concurrency, ttl_dns_cache=300,
-                                         force_close=False, enable_cleanup_closed=False)
+                                         force_close=False, enable_cleanup_closed=False,
+                                         ssl=self._ssl if self._ssl is not None else True,
+                                         resolver=_PinnedResolver(self.tls_settings))
         return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # bodies are compared decoded, but kept as on the wire
@@ -68,6 +79,7 @@ class AiohttpSender:
             async with self._session.request(
                 request.method, url, headers=self._headers(request),
                 data=request.body or None, allow_redirects=False,
+                server_hostname=self._server_name,
             ) as resp:
                 body = await self._read(resp)
                 if isinstance(body, Failure):
@@ -98,6 +110,25 @@ class AiohttpSender:
             self._session = None
 
 
+class _PinnedResolver(AbstractResolver):
+    """aiohttp's resolver, except for a name pinned by `address` or `resolve` (tls.py)."""
+
+    def __init__(self, settings: TlsSettings) -> None:
+        self._settings = settings
+        self._default = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        address, real_port = connect_to(self._settings, host, port)
+        if (address, real_port) == (host, port):
+            return await self._default.resolve(host, port, family)
+        found = await self._default.resolve(address, real_port, socket.AF_UNSPEC)
+        return [{**r, "hostname": host} for r in found]  # type: ignore[typeddict-item]
+
+    async def close(self) -> None:
+        await self._default.close()
+
+
 def _limits() -> dict[str, int]:
     """The same bounds on a response head as the fast sender (docs/security.md)."""
     from shadowdiff.protocols.http.fast import MAX_HEAD_BYTES, MAX_HEADERS
@@ -108,6 +139,10 @@ def _limits() -> dict[str, int]:
 def classify(exc: BaseException, elapsed: float) -> Failure:
     """Map a client exception to a failure kind (docs/report-schema.md)."""
     detail = f"{exc.__class__.__name__}: {exc}".strip().rstrip(":")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return Failure("tls", tls_reason(exc.certificate_error), elapsed)
+    if isinstance(exc, aiohttp.ClientSSLError) and isinstance(exc.os_error, ssl.SSLError):
+        return Failure("tls", tls_reason(exc.os_error), elapsed)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return Failure("timeout", detail or "timed out", elapsed)
     if isinstance(exc, aiohttp.ClientConnectorError):

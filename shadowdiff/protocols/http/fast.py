@@ -23,6 +23,7 @@ import httptools
 
 from shadowdiff.model import Failure, Outcome, Request, Response
 from shadowdiff.protocols.http.message import HOP_BY_HOP
+from shadowdiff.protocols.http.tls import TlsSettings, client_context, connect_to, tls_reason
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # CR, LF and other controls (tab is legal)
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
@@ -49,6 +50,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
+        self.lost = asyncio.Event()  # connection_lost ran: the socket itself is closed
         self._reset_message(head_only=False)
 
     def _reset_message(self, *, head_only: bool) -> None:
@@ -85,6 +87,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost.set()
         if self.waiter is not None and not self.waiter.done():
             detail = f"connection lost: {exc}" if exc else "connection closed before a complete response"
             self.waiter.set_exception(_Fault("reset", detail))
@@ -170,8 +173,13 @@ class FastSender:
         self.prefix = parts.path.rstrip("/")
         self.options = options
         self._idle: deque[_Connection] = deque()
+        self._closing: list[_Connection] = []   # TLS connections closed, socket not yet
         self._slots = asyncio.Semaphore(options.concurrency)
-        self._ssl = ssl.create_default_context() if self.tls else None
+        # The name stays the URL's (SNI, Host, the name verified); only the address moves.
+        tls: TlsSettings = getattr(options, "tls", None) or TlsSettings()
+        self.server_name = tls.server_name or self.host
+        self.address = connect_to(tls, self.host, self.port)
+        self._ssl = client_context(tls) if self.tls else None
 
     def _headers(self, request: Request) -> list[tuple[str, str]]:
         headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
@@ -200,10 +208,13 @@ class FastSender:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(lambda: _Connection(self.options.max_body_bytes),
-                                                   self.host, self.port, ssl=self._ssl)
+            _, conn = await loop.create_connection(
+                lambda: _Connection(self.options.max_body_bytes), *self.address, ssl=self._ssl,
+                server_hostname=self.server_name if self._ssl else None)
         except ConnectionRefusedError as exc:
             raise _Fault("refused", f"connection refused: {exc}") from exc
+        except ssl.SSLError as exc:  # an OSError too: expired, wrong name, unknown CA, ...
+            raise _Fault("tls", tls_reason(exc)) from exc
         except OSError as exc:
             raise _Fault("error", f"cannot connect: {exc}") from exc
         return conn
@@ -217,13 +228,19 @@ class FastSender:
         try:
             resp = await conn.start(head, request.body, head_only=request.method == "HEAD")
         except BaseException:
-            conn.close()  # timed out, cancelled or broken: never hand this one out again
+            self._retire(conn)  # timed out, cancelled or broken: never hand this one out again
             raise
         if conn.reusable():
             self._idle.append(conn)
         else:
-            conn.close()
+            self._retire(conn)
         return resp
+
+    def _retire(self, conn: _Connection) -> None:
+        conn.close()
+        if self._ssl is not None:
+            self._closing = [c for c in self._closing if not c.lost.is_set()]
+            self._closing.append(conn)
 
     async def send(self, request: Request) -> Outcome:
         """One request, one outcome."""
@@ -242,6 +259,13 @@ class FastSender:
         return Response(resp.status, resp.headers, resp.body, time.perf_counter() - start, resp.reason)
 
     async def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection. A TLS connection closes only after its close_notify
+        exchange: wait for that (briefly), or a loop closed right after leaks the socket."""
         while self._idle:
-            self._idle.popleft().close()
+            self._retire(self._idle.popleft())
+        closing, self._closing = [c for c in self._closing if not c.lost.is_set()], []
+        if closing:
+            waits = [asyncio.create_task(c.lost.wait()) for c in closing]
+            _, pending = await asyncio.wait(waits, timeout=1.0)
+            for task in pending:
+                task.cancel()

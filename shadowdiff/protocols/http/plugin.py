@@ -37,6 +37,18 @@ class HttpProtocol:
                          headers.get("content-encoding"), self.max_decoded_bytes)
         return {"status": response.status, "header": headers, "body": body}
 
+    def connection_facts(self, target: str, options: Any) -> dict[str, Any] | None:
+        """An HTTPS target's certificate and handshake (certs.py), and the HTTP version the
+        replay speaks to it; None for plain HTTP."""
+        if not target.lower().startswith("https://"):
+            return None
+        from shadowdiff.protocols.http.certs import probe
+        from shadowdiff.protocols.http.tls import TlsSettings
+        facts = probe(target, getattr(options, "tls", None) or TlsSettings(),
+                      getattr(options, "timeout_s", 10.0))
+        facts["replayed_over"] = "HTTP/1.1"   # both senders speak HTTP/1.1 (ALPN http/1.1)
+        return facts
+
     def open_sender(self, target: str, options: Any) -> Sender:
         """A keep-alive pool to `target`: `fast` (default) or `aiohttp` (the `client` option)."""
         if getattr(options, "client", "fast") == "aiohttp":

@@ -1,0 +1,34 @@
+"""The TLS and name-pinning options `run` and `load` share (docs/configuration.md, `[tls]`);
+`shadowdiff.config.tls.tls_flags` lays them over the file's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+TLS_OPTIONS = [
+    click.option("--old-address", metavar="HOST:PORT",
+                 help="Connect to old here, keeping the URL's name as SNI, Host and the name "
+                 "the certificate must match (the hosts-file trick; docs/cutover.md)."),
+    click.option("--new-address", metavar="HOST:PORT", help="The same for new."),
+    click.option("--old-replica-address", metavar="HOST:PORT", help="The same for the replica."),
+    click.option("--resolve", multiple=True, metavar="[ROLE=]NAME:PORT:ADDR",
+                 help="curl's --resolve: NAME:PORT is reached at ADDR, for every role or, "
+                 "prefixed old=, new= or old_replica=, for one (repeatable)."),
+    click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+                 help="Trust these CAs instead of the system store."),
+    click.option("--client-cert", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+                 help="Client certificate for mTLS (may hold the key too)."),
+    click.option("--client-key", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+                 help="The client certificate's private key."),
+    click.option("--insecure", is_flag=True,
+                 help="Do not verify certificates (the report says so in its header)."),
+]
+
+
+def tls_options(func: Any) -> Any:
+    """Decorate a command with TLS_OPTIONS."""
+    for option in reversed(TLS_OPTIONS):
+        func = option(func)
+    return func
