@@ -12,6 +12,7 @@ from shadowdiff.tables import check_keys, simple_table, str_list, typed
 from shadowdiff.errors import ConfigError
 from shadowdiff.rank.options import RankConfig
 from shadowdiff.redact import ReportConfig
+from shadowdiff.replay.breaker import BreakerConfig, check_breaker, parse_threshold
 from shadowdiff.replay.options import CLIENTS, ReplayConfig, Targets
 
 
@@ -34,7 +35,7 @@ def check_targets(targets: Targets, src: str = "<flags>") -> Targets:
 def parse_replay(table: Any, src: str) -> ReplayConfig:
     p = "replay."
     check_keys(table, {"concurrency", "rate", "timeout_s", "methods", "host_header", "headers",
-                        "max_body_bytes", "client", "smtp_deliver"}, p, src)
+                        "max_body_bytes", "client", "smtp_deliver", *_BREAKER_KEYS}, p, src)
     base = ReplayConfig()
     headers = typed(table, "headers", dict, p, src, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -50,8 +51,32 @@ def parse_replay(table: Any, src: str) -> ReplayConfig:
         max_body_bytes=typed(table, "max_body_bytes", int, p, src, base.max_body_bytes),
         client=typed(table, "client", str, p, src, base.client),
         smtp_deliver=typed(table, "smtp_deliver", bool, p, src, base.smtp_deliver),
+        breaker=parse_breaker(table, src),
     )
     return check_replay(cfg, src)
+
+
+_BREAKER_KEYS = ("breaker", "breaker_window", "breaker_min_requests", "breaker_backoff_s",
+                 "breaker_max_backoff_s")
+
+
+def parse_breaker(table: dict[str, Any], src: str) -> BreakerConfig:
+    """The `[replay] breaker*` keys (replay/breaker.py); `breaker` is "50%", 0.5 or "off"."""
+    p, base = "replay.", BreakerConfig()
+    raw = typed(table, "breaker", (str, int, float), p, src, None)
+    threshold = base.threshold
+    if raw is not None:
+        try:
+            threshold = parse_threshold(str(raw))
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=src, key=p + "breaker") from exc
+    return BreakerConfig(
+        threshold=threshold,
+        window=typed(table, "breaker_window", int, p, src, base.window),
+        min_requests=typed(table, "breaker_min_requests", int, p, src, base.min_requests),
+        backoff_s=float(typed(table, "breaker_backoff_s", (int, float), p, src, base.backoff_s)),
+        max_backoff_s=float(typed(table, "breaker_max_backoff_s", (int, float), p, src,
+                                  base.max_backoff_s)))
 
 
 def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
@@ -66,6 +91,10 @@ def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
         raise ConfigError(f"must be one of {', '.join(CLIENTS)}", path=src, key="replay.client")
     if cfg.max_body_bytes < 1:
         raise ConfigError("must be positive", path=src, key="replay.max_body_bytes")
+    problem = check_breaker(cfg.breaker)
+    if problem:
+        key, _, message = problem.partition(": ")
+        raise ConfigError(message, path=src, key="replay." + key)
     return cfg
 
 

@@ -20,17 +20,30 @@ from shadowdiff.model import Exchange, Failure, Request, Trial
 from shadowdiff.protocols.base import Protocol, Sender
 from shadowdiff.rank.tally import Tally
 from shadowdiff.replay.options import SAFE_METHODS
+from shadowdiff.replay.breaker import BreakerBook, Breakers
 from shadowdiff.replay.runner import ReplayPolicy, replay
 
 
-def open_senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
-    """One sender (connection pool) per role that has a target."""
+def target_urls(config: Config) -> dict[str, str]:
+    """Role -> target URL, for the roles that have one."""
     t = config.targets
     # Replaying old twice is a replica that happens to be old itself: its own connections.
     replica = t.old_replica or (t.old if t.replay_old_twice else None)
     urls = {"old": t.old, "new": t.new, "old_replica": replica}
+    return {role: url for role, url in urls.items() if url}
+
+
+def open_senders(protocol: Protocol, config: Config) -> dict[str, Sender]:
+    """One sender (connection pool) per role that has a target."""
     return {role: protocol.open_sender(url, config.replay.for_role(role))
-            for role, url in urls.items() if url}
+            for role, url in target_urls(config).items()}
+
+
+def breakers_apply(protocol: Protocol, config: Config) -> bool:
+    """Whether this run's targets get circuit breakers. Not SMTP: a session is replayed as one
+    conversation, and holding back some of its steps would judge a conversation no MTA had."""
+    return (config.replay.breaker.threshold is not None and bool(config.targets.old)
+            and not hasattr(protocol, "session_of"))
 
 
 def replay_policy(config: Config, protocol: Protocol, *, share: int = 1) -> ReplayPolicy:
@@ -61,14 +74,22 @@ def result_line(trial: Trial, verdict: Verdict) -> bytes:
 
 
 async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protocol,
-                 policy: ReplayPolicy, tally: Tally, endpoint_of: Callable[[Request], str]
-                 ) -> AsyncIterator[tuple[Trial, Verdict]]:
-    """Replay `exchanges`, judge each trial and count it in `tally`, as they complete."""
+                 policy: ReplayPolicy, tally: Tally, endpoint_of: Callable[[Request], str],
+                 book: BreakerBook | None = None) -> AsyncIterator[tuple[Trial, Verdict]]:
+    """Replay `exchanges`, judge each trial and count it in `tally`, as they complete.
+
+    With circuit breakers on, an exchange an open breaker holds back is counted in `tally`
+    as skipped, and the breakers' logs are added to `book` at the end.
+    """
     senders = open_senders(protocol, config)
     lift: Any = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
     wants_audit = tally.noise.wants_audit
+    breakers = None
+    if breakers_apply(protocol, config):
+        breakers = Breakers(target_urls(config), config.replay.breaker,
+                            lambda ex, why: tally.add_skip(endpoint_of(ex.request), ex, why))
     try:
-        async for trial in replay(exchanges, senders, policy):
+        async for trial in replay(exchanges, senders, policy, breakers):
             exchange_id = trial.exchange.id
             # judge names the endpoint once and asks whether this exchange is in the audit sample
             verdict = judge(trial, protocol, config, endpoint_of=endpoint_of,
@@ -76,6 +97,8 @@ async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protoc
             tally.add(trial, verdict, lift)
             yield trial, verdict
     finally:
+        if breakers is not None and book is not None:
+            book.add(breakers.finish())
         await asyncio.gather(*(s.close() for s in senders.values()))
 
 

@@ -31,6 +31,7 @@ from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.rank.tally import Tally
+from shadowdiff.replay.breaker import BreakerBook
 
 #: Exchanges per chunk: enough to amortize a task's start, few enough to spread the load.
 CHUNK = 2_000
@@ -69,6 +70,7 @@ class Partial:
     tally: Tally
     results: bytes  # results.jsonl lines
     states: dict[str, int]  # verdict state -> exchanges
+    breakers: BreakerBook  # this chunk's circuit breakers (each chunk in flight has its own)
 
 
 def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
@@ -79,16 +81,17 @@ def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
     endpoint_of = endpoint_function(protocol.name, setup.templater, protocol.endpoint_key)
     out: list[bytes] = []
     states: dict[str, int] = {}
+    book = BreakerBook()
 
     async def go() -> None:
         policy = replay_policy(setup.config, protocol, share=setup.share)
         async for trial, verdict in judged(exchanges, setup.config, protocol, policy, tally,
-                                           endpoint_of):
+                                           endpoint_of, book):
             out.append(result_line(trial, verdict))
             states[verdict.state] = states.get(verdict.state, 0) + 1
 
     run_loop(go())
-    return Partial(index, tally, b"".join(out), states)
+    return Partial(index, tally, b"".join(out), states, book)
 
 
 def chunks(exchanges: Iterable[Exchange], protocol: Protocol,

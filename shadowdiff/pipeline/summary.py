@@ -19,6 +19,7 @@ from shadowdiff.rank.impact import coverage, endpoint_table, rank_signatures, un
 from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.severity import severity_weights
 from shadowdiff.rank.tally import Tally
+from shadowdiff.replay.breaker import SKIP_PREFIX, BreakerBook
 
 SCHEMA_NAME = "shadowdiff-summary"
 SCHEMA_VERSION = 1
@@ -194,3 +195,18 @@ def _entry(sig: Signature, by: str, rule: str | None, count: int, out_of: int,
     return {"key": sig.key, "endpoint": sig.endpoint, "location": sig.location, "kind": sig.kind,
             "by": by, "rule": rule, "count": count, "out_of": max(out_of, count),
             "old_replica": old_replica, "example": example}
+
+
+def breaker_section(tally: Tally, book: BreakerBook, config: Config,
+                    protocol: Any) -> dict[str, Any]:
+    """summary.json's `breakers`: each role's circuit breaker, when and how long it was open,
+    and the exchanges not tried (the skip reasons `circuit breaker open: ...`, which count an
+    exchange once however many of its roles' breakers were open)."""
+    from shadowdiff.pipeline.judging import breakers_apply
+
+    cfg = config.replay.breaker
+    section = book.section(cfg)
+    section["enabled"] = breakers_apply(protocol, config)
+    section["not_tried"] = sum(n for reason, n in tally.skipped.items()
+                               if reason.startswith(SKIP_PREFIX))
+    return section

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Itera
 from dataclasses import dataclass
 
 from shadowdiff.model import Exchange, Outcome, Trial
+from shadowdiff.replay.breaker import Breakers
 from shadowdiff.protocols.base import Sender
 
 
@@ -76,12 +77,13 @@ class RateLimiter:
 
 
 async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
-                 policy: ReplayPolicy) -> AsyncIterator[Trial]:
+                 policy: ReplayPolicy, breakers: Breakers | None = None) -> AsyncIterator[Trial]:
     """Yield a Trial per exchange, in completion order.
 
     Roles already observed in the capture (a live mirror records old and new) are not sent
     again. The input iterator is read lazily from the event loop thread, a bounded number
-    of exchanges at a time.
+    of exchanges at a time. With `breakers`, an exchange that a role's open breaker holds
+    back is not sent at all and yields no trial (the breakers report it as skipped).
     """
     results: asyncio.Queue[Trial | None] = asyncio.Queue(maxsize=policy.concurrency * 2)
     source = iter(exchanges)
@@ -92,7 +94,16 @@ async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
         try:
             for ex in source:  # shared iterator: each worker pulls the next exchange
                 await limiter.wait()
-                await results.put(Trial(ex, await _send_all(ex, senders)))
+                if breakers is None:
+                    await results.put(Trial(ex, await _send_all(ex, senders)))
+                    continue
+                probes = breakers.admit(ex)
+                if probes is None:  # not tried: the breakers counted it
+                    await asyncio.sleep(0)  # let the probe in flight (and the reader) run
+                    continue
+                outcomes = await _send_all(ex, senders)
+                breakers.record(ex, outcomes, probes)
+                await results.put(Trial(ex, outcomes))
         except BaseException as exc:  # the reader's error must reach the caller
             errors.append(exc)
         finally:

@@ -30,6 +30,7 @@ from shadowdiff.errors import ReportError
 from shadowdiff.model import DIVERGENCE_KINDS, USAGE_SOURCES, signature_location
 from shadowdiff.report.markdown import example_sides, noise_intro, suppressed_by
 from shadowdiff.report.text import format_pct
+from shadowdiff.report.breakers import breaker_view
 from shadowdiff.report.nightly_html import nightly_view
 from shadowdiff.report.region import region_view
 
@@ -109,7 +110,8 @@ def _context(
         "skipped": sorted(totals["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
         "replica": summary["run"]["targets"].get("old_replica") is not None,
         "noise": _noise_view(summary.get("noise")),
-        "nightly": nightly_view(summary),  # morning overview, since last run, latency
+        "nightly": nightly_view(summary),
+        "breakers": breaker_view(summary),  # None unless a circuit breaker opened  # morning overview, since last run, latency
         "ok": summary["exit_code"] == 0,
     }
 

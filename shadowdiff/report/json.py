@@ -194,6 +194,14 @@ NIGHTLY_SPEC: dict[str, Any] = {
                          "description": str, "accepted": _Optional(_BOOL)}]}),
 }
 SUMMARY_SPEC.update(NIGHTLY_SPEC)
+# The circuit breakers (issue 15), additive in version 1: older summaries lack them.
+SUMMARY_SPEC["breakers"] = _Optional({
+    "enabled": _BOOL, "threshold": _Nullable(_SHARE), "window": _INT, "min_requests": _INT,
+    "backoff_s": _NUM, "max_backoff_s": _NUM, "not_tried": _INT,
+    "targets": [{"role": _one_of(*ROLES), "target": str, "opened": _INT, "open_s": _NUM,
+                 "not_tried": _INT, "probes": _INT,
+                 "intervals": [{"opened_at": str, "closed_at": (str, None), "duration_s": _NUM,
+                                "failure_rate": _SHARE, "probes": _INT, "not_tried": _INT}]}]})
 SUMMARY_SPEC["run"]["resumed"] = _Optional(_INT)
 SUMMARY_SPEC["signatures"][0]["accepted"] = _Optional(_BOOL)
 
