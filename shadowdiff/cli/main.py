@@ -84,7 +84,7 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
 
 
 def _breaker_flag(base: Any, value: str | None) -> Any:
-    """`[replay] breaker` with `--breaker 50%|off` laid over it."""
+    """`[breaker] threshold` with `--breaker 50%|off` laid over it."""
     if value is None:
         return base
     from shadowdiff.replay.breaker import parse_threshold
@@ -137,8 +137,9 @@ _RUN_OPTIONS = [
                  help="DNS: also send zone transfers (AXFR, IXFR); UPDATE and NOTIFY never go."),
     click.option("--breaker", metavar="50%|off",
                  help="Circuit breaker per target: when this share of a target's recent requests "
-                 "fail (timeouts, refused, 5xx), stop sending to it and probe with backoff; "
-                 "exchanges held back are skipped and counted [config [replay] breaker, else 50%]."),
+                 "fail (timeout, refused, reset, 429/502/503/504), replay pauses and probes with "
+                 "backoff; after [breaker] give_up_s open the rest is not tried (counted, never "
+                 "judged) [config [breaker] threshold, else 50%]."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--keep-secrets", is_flag=True,
                  help="Replay credentials, cookies and tokens as read; by default they are replaced by "

@@ -23,6 +23,7 @@ from shadowdiff.config.sections import (
     check_replay,
     check_targets,
     check_window,
+    parse_breaker,
     parse_rank,
     parse_replay,
     parse_report,
@@ -72,7 +73,7 @@ class Config:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp", "dns", "redact", "auth"}
+             "history", "smtp", "dns", "redact", "auth", "breaker"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -105,7 +106,8 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         replay=replace(parse_replay(data.get("replay", {}), src),
                        smtp=parse_smtp(data.get("smtp", {}), src),
                        dns=parse_dns(data.get("dns", {}), src),
-                       auth=parse_auth(data.get("auth", {}), src)),
+                       auth=parse_auth(data.get("auth", {}), src),
+                       breaker=parse_breaker(data.get("breaker", {}), src)),
         rules=parse_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(parse_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=parse_rank(data.get("rank", {}), src),

@@ -35,7 +35,7 @@ def check_targets(targets: Targets, src: str = "<flags>") -> Targets:
 def parse_replay(table: Any, src: str) -> ReplayConfig:
     p = "replay."
     check_keys(table, {"concurrency", "rate", "timeout_s", "methods", "host_header", "headers",
-                        "max_body_bytes", "client", "smtp_deliver", *_BREAKER_KEYS}, p, src)
+                        "max_body_bytes", "client", "smtp_deliver"}, p, src)
     base = ReplayConfig()
     headers = typed(table, "headers", dict, p, src, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -51,32 +51,42 @@ def parse_replay(table: Any, src: str) -> ReplayConfig:
         max_body_bytes=typed(table, "max_body_bytes", int, p, src, base.max_body_bytes),
         client=typed(table, "client", str, p, src, base.client),
         smtp_deliver=typed(table, "smtp_deliver", bool, p, src, base.smtp_deliver),
-        breaker=parse_breaker(table, src),
     )
     return check_replay(cfg, src)
 
 
-_BREAKER_KEYS = ("breaker", "breaker_window", "breaker_min_requests", "breaker_backoff_s",
-                 "breaker_max_backoff_s")
-
-
-def parse_breaker(table: dict[str, Any], src: str) -> BreakerConfig:
-    """The `[replay] breaker*` keys (replay/breaker.py); `breaker` is "50%", 0.5 or "off"."""
-    p, base = "replay.", BreakerConfig()
-    raw = typed(table, "breaker", (str, int, float), p, src, None)
+def parse_breaker(table: Any, src: str) -> BreakerConfig:
+    """The `[breaker]` table (replay/breaker.py); `threshold` is "50%", 0.5, "off" or false."""
+    p, base = "breaker.", BreakerConfig()
+    check_keys(table, set(BreakerConfig.__dataclass_fields__), p, src)
+    raw = typed(table, "threshold", (str, int, float, bool), p, src, None)
     threshold = base.threshold
-    if raw is not None:
+    if raw is False:
+        threshold = None
+    elif raw is not None:
         try:
             threshold = parse_threshold(str(raw))
         except ValueError as exc:
-            raise ConfigError(str(exc), path=src, key=p + "breaker") from exc
-    return BreakerConfig(
+            raise ConfigError(str(exc), path=src, key=p + "threshold") from exc
+    statuses = typed(table, "statuses", list, p, src, list(base.statuses))
+    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in statuses):
+        raise ConfigError("must be a list of statuses (HTTP numbers, DNS rcode names)",
+                          path=src, key=p + "statuses")
+    number = (int, float)
+    cfg = BreakerConfig(
         threshold=threshold,
-        window=typed(table, "breaker_window", int, p, src, base.window),
-        min_requests=typed(table, "breaker_min_requests", int, p, src, base.min_requests),
-        backoff_s=float(typed(table, "breaker_backoff_s", (int, float), p, src, base.backoff_s)),
-        max_backoff_s=float(typed(table, "breaker_max_backoff_s", (int, float), p, src,
-                                  base.max_backoff_s)))
+        window=typed(table, "window", int, p, src, base.window),
+        min_requests=typed(table, "min_requests", int, p, src, base.min_requests),
+        backoff_s=float(typed(table, "backoff_s", number, p, src, base.backoff_s)),
+        max_backoff_s=float(typed(table, "max_backoff_s", number, p, src, base.max_backoff_s)),
+        give_up_s=float(typed(table, "give_up_s", number, p, src, base.give_up_s)),
+        statuses=tuple(v.upper() if isinstance(v, str) else v for v in statuses),
+        kinds=str_list(table, "kinds", p, src) if "kinds" in table else base.kinds)
+    problem = check_breaker(cfg)
+    if problem:
+        key, _, message = problem.partition(": ")
+        raise ConfigError(message, path=src, key=p + key)
+    return cfg
 
 
 def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
@@ -94,7 +104,7 @@ def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
     problem = check_breaker(cfg.breaker)
     if problem:
         key, _, message = problem.partition(": ")
-        raise ConfigError(message, path=src, key="replay." + key)
+        raise ConfigError(message, path=src, key="breaker." + key)
     return cfg
 
 

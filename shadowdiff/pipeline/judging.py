@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -20,7 +20,8 @@ from shadowdiff.model import Exchange, Failure, Request, Trial
 from shadowdiff.protocols.base import Protocol, Sender
 from shadowdiff.rank.tally import Tally
 from shadowdiff.replay.options import SAFE_METHODS
-from shadowdiff.replay.breaker import BreakerBook, Breakers
+from shadowdiff.replay.breaker import Breakers
+from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.runner import ReplayPolicy, replay
 
 
@@ -75,11 +76,14 @@ def result_line(trial: Trial, verdict: Verdict) -> bytes:
 
 async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protocol,
                  policy: ReplayPolicy, tally: Tally, endpoint_of: Callable[[Request], str],
-                 book: BreakerBook | None = None) -> AsyncIterator[tuple[Trial, Verdict]]:
+                 book: BreakerBook | None = None,
+                 gave_up: Mapping[str, tuple[int, float]] | None = None,
+                 ) -> AsyncIterator[tuple[Trial, Verdict]]:
     """Replay `exchanges`, judge each trial and count it in `tally`, as they complete.
 
-    With circuit breakers on, an exchange an open breaker holds back is counted in `tally`
-    as skipped, and the breakers' logs are added to `book` at the end.
+    With circuit breakers on, an exchange a breaker gave up on is counted in `tally` as
+    skipped, and the breakers' logs are added to `book` at the end; `gave_up` names roles an
+    earlier partition gave up on (partitioned.py), which this replay starts given up.
     """
     senders = open_senders(protocol, config)
     lift: Any = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
@@ -87,7 +91,8 @@ async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protoc
     breakers = None
     if breakers_apply(protocol, config):
         breakers = Breakers(target_urls(config), config.replay.breaker,
-                            lambda ex, why: tally.add_skip(endpoint_of(ex.request), ex, why))
+                            lambda ex, endpoint, why: tally.add_skip(endpoint, ex, why),
+                            endpoint_of, gave_up)
     try:
         async for trial in replay(exchanges, senders, policy, breakers):
             exchange_id = trial.exchange.id
@@ -98,7 +103,8 @@ async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protoc
             yield trial, verdict
     finally:
         if breakers is not None and book is not None:
-            book.add(breakers.finish())
+            for log in breakers.finish():
+                book.add(log)
         await asyncio.gather(*(s.close() for s in senders.values()))
 
 

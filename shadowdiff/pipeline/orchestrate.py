@@ -32,7 +32,7 @@ from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History
 from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit
 from shadowdiff.replay.runner import ReplayPolicy, select
-from shadowdiff.replay.breaker import BreakerBook
+from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.journal import Journal
 from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
 from shadowdiff.pipeline.summary import breaker_section, build_summary

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -31,7 +31,8 @@ from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.rank.tally import Tally
-from shadowdiff.replay.breaker import BreakerBook
+from shadowdiff.replay.breaker import gave_up_roles
+from shadowdiff.replay.breaker_log import BreakerBook
 
 #: Exchanges per chunk: enough to amortize a task's start, few enough to spread the load.
 CHUNK = 2_000
@@ -60,6 +61,9 @@ class Setup:
     protocol: Protocol  # the run's plugin object, as configured (DNS zones): not re-looked-up
     templater: Templater | None
     share: int  # chunks judged at once: each gets 1/share of the rate and concurrency
+    # Roles whose breaker an earlier chunk gave up on: (role, opened_us, failure_rate). A
+    # chunk submitted after that sends them nothing (each chunk has its own breakers).
+    gave_up: tuple[tuple[str, int, float], ...] = ()
 
 
 @dataclass
@@ -85,13 +89,26 @@ def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
 
     async def go() -> None:
         policy = replay_policy(setup.config, protocol, share=setup.share)
+        gave_up = {role: (opened_us, rate) for role, opened_us, rate in setup.gave_up}
         async for trial, verdict in judged(exchanges, setup.config, protocol, policy, tally,
-                                           endpoint_of, book):
+                                           endpoint_of, book, gave_up):
             out.append(result_line(trial, verdict))
             states[verdict.state] = states.get(verdict.state, 0) + 1
 
     run_loop(go())
     return Partial(index, tally, b"".join(out), states, book)
+
+
+def carry_gave_up(setup: Setup, part: Partial) -> Setup:
+    """`setup` for the chunks still to submit: a role a finished chunk's breaker gave up on
+    starts given up, from the same moment, so a dead target costs one `give_up_s` in all,
+    not one per chunk (the chunks in flight give up on their own, at about the same time)."""
+    found = gave_up_roles(part.breakers.logs)
+    known = {role: (opened_us, rate) for role, opened_us, rate in setup.gave_up}
+    merged = {**found, **known}  # the first give-up carried stays the one carried
+    if merged == known:
+        return setup
+    return replace(setup, gave_up=tuple((r, o, f) for r, (o, f) in sorted(merged.items())))
 
 
 def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
@@ -175,12 +192,14 @@ def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
     sizes: dict[Any, tuple[int, int]] = {}
 
     def settle(future: Any) -> None:
+        nonlocal shared
         index, size = sizes.pop(future.key)
         try:
             part = future.result()
         except Exception as exc:  # noqa: BLE001 - KilledWorker, or the chunk's own crash
             on_lost(index, size, exc)
             return
+        shared = carry_gave_up(shared, part)
         on_partial(part)
 
     try:

@@ -1,55 +1,62 @@
-"""The circuit breaker: stop hammering a target that keeps failing (docs/configuration.md).
+"""The circuit breaker: pause replay to a target that is down, probe it, resume (docs/configuration.md).
 
-One breaker per role's target. Each watches a sliding window of that target's last outcomes;
-a failure is a timeout, a refused or reset connection, a transport error, or a server error
-(HTTP 5xx, DNS SERVFAIL). Once the window holds `min_requests` outcomes and the failing share
-reaches `threshold`, the breaker opens: for `backoff_s` nothing is sent to the target, then
-one exchange goes through as a probe (half-open). A probe that succeeds closes the breaker
-(and empties its window); one that fails opens it again for twice as long, up to
-`max_backoff_s`.
+One breaker per role's target. Each watches a sliding window of that target's last outcomes.
+What counts as failing is what says *the system* cannot serve, not what one endpoint answers:
+a transport failure (timeout, refused, reset, a connection or TLS error: `kinds`) or a status
+that means "unavailable" (429, 502, 503, 504: `statuses`). A 500 from one endpoint is that
+endpoint's answer and a divergence to report; counting it would let the endpoint mix of the
+window (capture order, chunk boundaries) decide whether replay stops. The rule is a pure
+function of one outcome, so it does not depend on partitioning or on the other roles.
 
-An exchange is compared only when every role answers it, so while any role's breaker is
-open the exchange is sent to no role (old is spared too) and is counted as skipped, reason
-`circuit breaker open: <roles>`: never judged, never identical. `BreakerLog` keeps, per role,
-when and how long the breaker was open and how many exchanges were not tried; logs merge by
-adding, so partitioned runs (a set of breakers per chunk in flight) sum exactly.
+Once the window holds `min_requests` outcomes and the failing share reaches `threshold`, the
+breaker opens and replay PAUSES: no exchange is sent to any role (an exchange is compared only
+when every role answers it), the exchanges wait. After `backoff_s` one exchange goes through
+as a probe and is judged like any other. A probe that succeeds closes the breaker (with an
+empty window); one that fails opens it again for twice as long, up to `max_backoff_s`. Only
+when the breaker has stayed open `give_up_s` does replay give up on that target: every
+exchange left is not tried, counted as skipped (reason `circuit breaker gave up: <roles>`),
+never judged, never identical. Requests already in flight when it opens complete and are
+judged; their answers do not move the breaker.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from shadowdiff.model import Exchange, Failure, Outcome
+from shadowdiff.model import Exchange, Failure, Outcome, Request
+from shadowdiff.replay.breaker_log import Interval, RoleLog
 
-#: Failure kinds that say the target is unwell (invalid and too_large answers came from a
-#: target that is up, and are the judge's business).
-FAILING_KINDS = frozenset({"timeout", "refused", "reset", "error"})
+#: Failure kinds that say the target is unreachable. `invalid` (a response that does not
+#: parse) and `too_large` came from a target that is up: the judge reports them.
+FAILING_KINDS = ("timeout", "refused", "reset", "error")
 
-#: Open intervals kept per role in detail (the earliest ones); the counts cover all of them.
-MAX_INTERVALS = 50
+#: Statuses that say the system cannot serve now (rate limited, gateway or service down).
+FAILING_STATUSES: tuple[int | str, ...] = (429, 502, 503, 504)
 
-SKIP_PREFIX = "circuit breaker open: "
+SKIP_PREFIX = "circuit breaker gave up: "
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CLOSED, OPEN, HALF_OPEN, GAVE_UP = "closed", "open", "half_open", "gave_up"
 
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    """The `[replay] breaker*` settings; `threshold` None turns the breaker off."""
+    """The `[breaker]` settings; `threshold` None turns the breaker off."""
 
     threshold: float | None = 0.5
     window: int = 100
     min_requests: int = 20
     backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
+    max_backoff_s: float = 30.0
+    give_up_s: float = 300.0
+    statuses: tuple[int | str, ...] = FAILING_STATUSES
+    kinds: tuple[str, ...] = FAILING_KINDS
 
 
 def parse_threshold(text: str) -> float | None:
-    """`--breaker` / `[replay] breaker`: "50%", "0.5" or "off" (None). ValueError otherwise.
+    """`--breaker` / `[breaker] threshold`: "50%", "0.5" or "off" (None). ValueError otherwise.
 
     >>> parse_threshold("50%"), parse_threshold("off")
     (0.5, None)
@@ -67,93 +74,63 @@ def parse_threshold(text: str) -> float | None:
 
 
 def check_breaker(cfg: BreakerConfig) -> str | None:
-    """What is wrong with `cfg` (the message names the key), or None."""
+    """What is wrong with `cfg` ("key: message"), or None."""
     if cfg.threshold is not None and not 0 < cfg.threshold <= 1:
-        return "breaker: the failure share must be above 0% and at most 100%"
+        return "threshold: the failure share must be above 0% and at most 100%"
     if cfg.window < 1:
-        return "breaker_window: must be at least 1"
+        return "window: must be at least 1"
     if not 1 <= cfg.min_requests <= cfg.window:
-        return "breaker_min_requests: must be at least 1 and at most breaker_window"
+        return "min_requests: must be at least 1 and at most window"
     if cfg.backoff_s <= 0:
-        return "breaker_backoff_s: must be positive"
+        return "backoff_s: must be positive"
     if cfg.max_backoff_s < cfg.backoff_s:
-        return "breaker_max_backoff_s: must be at least breaker_backoff_s"
+        return "max_backoff_s: must be at least backoff_s"
+    if cfg.give_up_s <= 0:
+        return "give_up_s: must be positive"
+    unknown = set(cfg.kinds) - {"timeout", "refused", "reset", "error", "invalid", "too_large"}
+    if unknown:
+        return f"kinds: unknown failure kind {sorted(unknown)[0]!r}"
     return None
 
 
-def failing(outcome: Outcome) -> bool:
-    """Whether an outcome counts against its target."""
-    if isinstance(outcome, Failure):
-        return outcome.kind in FAILING_KINDS
-    status = outcome.status
-    return (500 <= status <= 599) if isinstance(status, int) else status == "SERVFAIL"
+def failing_test(cfg: BreakerConfig) -> Callable[[Outcome], bool]:
+    """Whether an outcome counts against its target, under `cfg`."""
+    kinds, statuses = frozenset(cfg.kinds), frozenset(cfg.statuses)
 
-
-@dataclass
-class BreakerLog:
-    """What one role's breaker did over a run (or a partition of it): plain, picklable, mergeable."""
-
-    role: str
-    target: str
-    opened: int = 0          # times it opened from closed
-    open_s: float = 0.0      # seconds open or half-open, all intervals together
-    not_tried: int = 0       # exchanges (weighted) not sent because it was open
-    probes: int = 0          # half-open probes sent
-    intervals: list[dict[str, Any]] = field(default_factory=list)  # earliest MAX_INTERVALS
-
-    def merge(self, other: BreakerLog) -> None:
-        """Add another partition's log of the same role."""
-        self.opened += other.opened
-        self.open_s += other.open_s
-        self.not_tried += other.not_tried
-        self.probes += other.probes
-        self.intervals = sorted(self.intervals + other.intervals,
-                                key=lambda i: i["opened_at"])[:MAX_INTERVALS]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "target": self.target, "opened": self.opened,
-                "open_s": round(self.open_s, 3), "not_tried": self.not_tried,
-                "probes": self.probes, "intervals": self.intervals}
+    def failing(outcome: Outcome) -> bool:
+        if isinstance(outcome, Failure):
+            return outcome.kind in kinds
+        return outcome.status in statuses
+    return failing
 
 
 class Breaker:
-    """One target's breaker. Time comes from `clock` (monotonic) and `wall` (epoch)."""
+    """One target's breaker: a synchronous state machine (Breakers does the waiting).
 
-    __slots__ = ("state", "cfg", "log", "_ring", "_i", "_n", "_failures", "_backoff",
-                 "_until", "_probing", "_interval", "_since", "_clock", "_wall")
+    `clock` is monotonic seconds (durations, backoff), `wall` epoch seconds (the log's times).
+    """
+
+    __slots__ = ("state", "cfg", "log", "until", "_ring", "_i", "_n", "_failures", "_backoff",
+                 "_since", "_since_us", "_interval", "_clock", "_wall")
 
     def __init__(self, role: str, target: str, cfg: BreakerConfig,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
-        self.state, self.cfg, self.log = CLOSED, cfg, BreakerLog(role, target)
+                 clock: Callable[[], float], wall: Callable[[], float]) -> None:
+        self.state, self.cfg, self.log = CLOSED, cfg, RoleLog(role, target)
+        self.until = 0.0
         self._ring = [False] * cfg.window
         self._i = self._n = self._failures = 0
-        self._backoff, self._until, self._probing = cfg.backoff_s, 0.0, False
-        self._interval: dict[str, Any] | None = None
-        self._since = 0.0
+        self._backoff = cfg.backoff_s
+        self._since, self._since_us = 0.0, 0
+        self._interval: Interval | None = None
         self._clock, self._wall = clock, wall
 
-    def blocked(self, now: float) -> bool:
-        """Whether nothing may go to the target now (open, or a probe is out)."""
-        if self.state == OPEN:
-            if now < self._until:
-                return True
-            self.state, self._probing = HALF_OPEN, False
-        return self.state == HALF_OPEN and self._probing
+    @property
+    def role(self) -> str:
+        return self.log.role
 
-    def take_probe(self) -> None:
-        self._probing = True
-        self.log.probes += 1
-        if self._interval is not None:
-            self._interval["probes"] += 1
-
-    def not_tried(self, weight: int) -> None:
-        self.log.not_tried += weight
-        if self._interval is not None:
-            self._interval["not_tried"] += weight
-
-    def record(self, failed: bool, probe: bool) -> None:
-        """One outcome from the target; `probe` says it answered this breaker's probe."""
+    def record(self, failed: bool, probe: bool) -> bool:
+        """One outcome from the target (`probe`: it answered this breaker's probe). True when
+        the state changed."""
         if self.state == CLOSED:
             ring, i = self._ring, self._i
             if self._n == len(ring):
@@ -167,84 +144,150 @@ class Breaker:
             if (failed and threshold is not None and self._n >= self.cfg.min_requests
                     and self._failures >= threshold * self._n):
                 self._open()
-        elif self.state == HALF_OPEN and probe:
+                return True
+            return False
+        if self.state == HALF_OPEN and probe:
             if failed:
-                self._backoff = min(self._backoff * 2, self.cfg.max_backoff_s)
-                self.state, self._until = OPEN, self._clock() + self._backoff
+                self._reopen()
             else:
                 self._close()
-        # Otherwise: an answer to a request sent before the breaker opened; it says nothing new.
+            return True
+        return False  # an answer to a request sent before it opened: it says nothing new
+
+    def take_probe(self) -> None:
+        self.state = HALF_OPEN
+        if self._interval is not None:
+            self._interval.probes += 1
+
+    def release_probe(self) -> None:
+        """The probe was never answered (its task ended): probe again at once."""
+        if self.state == HALF_OPEN:
+            self.state, self.until = OPEN, self._clock()
+
+    def not_tried(self, ex: Exchange, endpoint: str) -> None:
+        self.log.count_not_tried(endpoint, ex.id, ex.count)
+        if self._interval is not None:
+            self._interval.not_tried += ex.count
+
+    def carry_gave_up(self, opened_us: int, failure_rate: float) -> None:
+        """Start given up: an earlier partition of the run gave up on this target at
+        `opened_us` (the interval's start), so this one sends it nothing."""
+        now, wall_us = self._clock(), int(self._wall() * 1e6)
+        self.state, self._since_us = GAVE_UP, opened_us
+        self._since = now - max(0, wall_us - opened_us) / 1e6
+        self._interval = Interval(opened_us, opened_us, False, failure_rate, openings=0,
+                                  gave_up=True)
+        self.log.intervals.append(self._interval)
 
     def _open(self) -> None:
-        now = self._clock()
-        self.state, self._until, self._since = OPEN, now + self._backoff, now
-        self.log.opened += 1
-        interval = {"opened_at": _iso(self._wall()), "closed_at": None, "duration_s": 0.0,
-                    "failure_rate": round(self._failures / self._n, 4), "probes": 0,
-                    "not_tried": 0}
-        self._interval = interval
-        if len(self.log.intervals) < MAX_INTERVALS:
-            self.log.intervals.append(interval)
+        self._since, self._since_us = self._clock(), int(self._wall() * 1e6)
+        self._backoff = self.cfg.backoff_s
+        self.state, self.until = OPEN, self._since + self._backoff
+        self._interval = Interval(self._since_us, self._since_us, False,
+                                  round(self._failures / self._n, 4))
+        self.log.intervals.append(self._interval)
+
+    def _reopen(self) -> None:
+        now, cfg = self._clock(), self.cfg
+        bound = self._since + cfg.give_up_s
+        if now >= bound:
+            self.state = GAVE_UP
+            if self._interval is not None:
+                self._interval.gave_up = True
+            return
+        self._backoff = min(self._backoff * 2, cfg.max_backoff_s)
+        # the last probe goes out at the bound, so giving up follows a fresh failure
+        self.state, self.until = OPEN, min(now + self._backoff, bound)
 
     def _close(self) -> None:
         self._end(closed=True)
-        self.state, self._probing, self._backoff = CLOSED, False, self.cfg.backoff_s
+        self.state = CLOSED
         self._ring = [False] * self.cfg.window
         self._i = self._n = self._failures = 0
 
     def _end(self, *, closed: bool) -> None:
-        duration = self._clock() - self._since
-        self.log.open_s += duration
         if self._interval is not None:
-            self._interval["duration_s"] = round(duration, 3)
-            self._interval["closed_at"] = _iso(self._wall()) if closed else None
+            elapsed_us = int((self._clock() - self._since) * 1e6)
+            self._interval.ended_us = self._since_us + max(0, elapsed_us)
+            self._interval.closed = closed
             self._interval = None
 
-    def finish(self) -> BreakerLog:
-        """The log at the end of the replay; an interval still open ends here (closed_at null)."""
+    def finish(self) -> RoleLog:
+        """The log at the end of the replay; an interval still open ends here (not closed)."""
         if self.state != CLOSED:
             self._end(closed=False)
-            self.state = CLOSED
         return self.log
 
 
 class Breakers:
-    """The breakers of one replay, one per role; `on_skip(exchange, reason)` hears of each
-    exchange not tried."""
+    """The breakers of one replay, one per role with a target.
+
+    `quiet` is True while every breaker is closed: the replay's hot path then only calls
+    `record`. `on_skip(exchange, endpoint, reason)` hears of each exchange not tried.
+    `gave_up` (role -> (opened_us, failure_rate)) starts those roles given up.
+    """
 
     def __init__(self, targets: Mapping[str, str], cfg: BreakerConfig,
-                 on_skip: Callable[[Exchange, str], None],
+                 on_skip: Callable[[Exchange, str, str], None],
+                 endpoint_of: Callable[[Request], str],
+                 gave_up: Mapping[str, tuple[int, float]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.by_role = {role: Breaker(role, url, cfg, clock, wall) for role, url in targets.items()}
         self._all = tuple(self.by_role.values())
-        self._on_skip, self._clock = on_skip, clock
-
-    def admit(self, ex: Exchange) -> tuple[Breaker, ...] | None:
-        """The half-open breakers this exchange probes (usually none), or None: not tried."""
-        for breaker in self._all:
-            if breaker.state != CLOSED:
-                break
-        else:
-            return ()  # the hot path: every breaker closed
-        sent = self._sent(ex)
-        now = self._clock()
-        blocking = [b for b in sent if b.state != CLOSED and b.blocked(now)]
-        if blocking:
-            for b in blocking:
-                b.not_tried(ex.count)
-            self._on_skip(ex, SKIP_PREFIX + "+".join(b.log.role for b in blocking))
-            return None
-        probes = tuple(b for b in sent if b.state == HALF_OPEN)
-        for b in probes:
-            b.take_probe()
-        return probes
+        self._failing = failing_test(cfg)
+        self._on_skip, self._endpoint_of, self._clock = on_skip, endpoint_of, clock
+        self._event: asyncio.Event | None = None
+        for role, (opened_us, rate) in (gave_up or {}).items():
+            if role in self.by_role:
+                self.by_role[role].carry_gave_up(opened_us, rate)
+        self.quiet = all(b.state == CLOSED for b in self._all)
 
     def record(self, ex: Exchange, outcomes: Mapping[str, Outcome],
-               probes: tuple[Breaker, ...]) -> None:
-        """The outcomes of an admitted exchange, each to its role's breaker."""
-        for breaker in self._sent(ex):
-            breaker.record(failing(outcomes[breaker.log.role]), breaker in probes)
+               probes: tuple[Breaker, ...] = ()) -> None:
+        """The outcomes of a sent exchange, each to its role's breaker."""
+        failing, changed = self._failing, False
+        for breaker in (self._sent(ex) if ex.observed else self._all):
+            outcome = outcomes.get(breaker.log.role)
+            if outcome is not None:
+                changed |= breaker.record(failing(outcome), breaker in probes)
+        if changed:
+            self._changed()
+
+    async def admit(self, ex: Exchange) -> tuple[Breaker, ...] | None:
+        """Wait until `ex` may go: () when every breaker it meets is closed, the breakers it
+        probes, or None when a breaker gave up (the exchange is not tried, and counted)."""
+        while True:
+            held = [b for b in self._sent(ex) if b.state != CLOSED]
+            if not held:
+                return ()
+            gave_up = [b for b in held if b.state == GAVE_UP]
+            if gave_up:
+                self._not_tried(ex, gave_up)
+                return None
+            now = self._clock()
+            if all(b.state == OPEN and now >= b.until for b in held):
+                for b in held:
+                    b.take_probe()
+                self._changed()
+                return tuple(held)
+            waits = [b.until - now for b in held if b.state == OPEN and now < b.until]
+            await self._wait(min(waits) if waits else None)
+
+    def release(self, probes: tuple[Breaker, ...]) -> None:
+        """A probe's task ended without an answer (cancelled): let another exchange probe."""
+        for b in probes:
+            b.release_probe()
+        self._changed()
+
+    def finish(self) -> list[RoleLog]:
+        return [b.finish() for b in self._all]
+
+    def _not_tried(self, ex: Exchange, gave_up: list[Breaker]) -> None:
+        endpoint = self._endpoint_of(ex.request)
+        for b in gave_up:
+            b.not_tried(ex, endpoint)
+        self._on_skip(ex, endpoint, SKIP_PREFIX + "+".join(b.role for b in gave_up))
 
     def _sent(self, ex: Exchange) -> tuple[Breaker, ...]:
         if not ex.observed:
@@ -252,37 +295,29 @@ class Breakers:
         observed = {role for role, _ in ex.observed}  # recorded live: not sent again
         return tuple(b for b in self._all if b.log.role not in observed)
 
-    def finish(self) -> list[BreakerLog]:
-        return [b.finish() for b in self._all]
+    def _changed(self) -> None:
+        """Wake every waiting exchange to look at the breakers again."""
+        self.quiet = all(b.state == CLOSED for b in self._all)
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def _wait(self, timeout: float | None) -> None:
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
 
 
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class BreakerBook:
-    """The run's breaker logs by role, merged from every replay (or partition)."""
-
-    logs: dict[str, BreakerLog] = field(default_factory=dict)
-
-    def add(self, logs: list[BreakerLog]) -> None:
-        for log in logs:
-            mine = self.logs.get(log.role)
-            if mine is None:
-                self.logs[log.role] = BreakerLog(log.role, log.target)
-                mine = self.logs[log.role]
-            mine.merge(log)
-
-    def merge(self, other: BreakerBook) -> None:
-        self.add(list(other.logs.values()))
-
-    def section(self, cfg: BreakerConfig) -> dict[str, Any]:
-        """summary.json's `breakers` (docs/report-schema.md)."""
-        order = {"old": 0, "new": 1, "old_replica": 2}
-        logs = sorted(self.logs.values(), key=lambda log: order.get(log.role, 9))
-        return {"enabled": cfg.threshold is not None, "threshold": cfg.threshold,
-                "window": cfg.window, "min_requests": cfg.min_requests,
-                "backoff_s": cfg.backoff_s, "max_backoff_s": cfg.max_backoff_s,
-                "not_tried": sum(log.not_tried for log in logs),
-                "targets": [log.as_dict() for log in logs]}
+def gave_up_roles(logs: Mapping[str, RoleLog]) -> dict[str, tuple[int, float]]:
+    """Role -> (opened_us, failure_rate) of the interval in which a breaker gave up."""
+    out: dict[str, tuple[int, float]] = {}
+    for role, log in logs.items():
+        for interval in log.intervals:
+            if interval.gave_up:
+                out[role] = (interval.opened_us, interval.failure_rate)
+                break
+    return out

@@ -110,8 +110,8 @@ def _context(
         "skipped": sorted(totals["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])),
         "replica": summary["run"]["targets"].get("old_replica") is not None,
         "noise": _noise_view(summary.get("noise")),
-        "nightly": nightly_view(summary),
-        "breakers": breaker_view(summary),  # None unless a circuit breaker opened  # morning overview, since last run, latency
+        "nightly": nightly_view(summary),  # morning overview, since last run, latency
+        "breakers": breaker_view(summary),  # None unless a circuit breaker opened
         "ok": summary["exit_code"] == 0,
     }
 
