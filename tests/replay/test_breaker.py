@@ -111,15 +111,21 @@ _intervals = st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 300), st.bo
 @given(_intervals, st.randoms(use_true_random=False))
 def test_merging_is_exact_whatever_the_grouping(rows, rnd: random.Random) -> None:
     ivs = [Interval(o, o + d, c, 0.5, probes=p, not_tried=n) for o, d, c, p, n in rows]
-    whole = RoleLog("new", "u", union(ivs), {"/a": len(ivs)}, [])
-    rnd.shuffle(ivs)
+    whole = RoleLog("new", "u", union(ivs), {"/a": len(ivs)}, [f"e{k}" for k in range(len(ivs))][:20])
     book = BreakerBook()
-    while ivs:  # random partitions, merged in a random order
-        k = rnd.randint(1, len(ivs))
-        book.add(RoleLog("new", "u", union(ivs[:k]), {"/a": k}))
-        ivs = ivs[k:]
-    merged = book.logs.get("new", RoleLog("new", "u", [], {"/a": 0} if not rows else {}))
-    assert merged.as_dict() == whole.as_dict() or not rows
+    book.add(RoleLog("new", "u"))  # a chunk whose breaker never opened
+    parts = list(enumerate(ivs))
+    rnd.shuffle(parts)
+    while parts:  # random partitions, merged in a random order
+        k = rnd.randint(1, len(parts))
+        book.add(RoleLog("new", "u", union(i for _, i in parts[:k]), {"/a": k},
+                         sorted(f"e{j}" for j, _ in parts[:k])))
+        parts = parts[k:]
+    merged = book.logs["new"]
+    expected = whole.as_dict()
+    expected["not_tried_endpoints"] = {"/a": len(ivs)} if ivs else {}
+    expected["not_tried_examples"] = sorted(f"e{k}" for k in range(len(ivs)))[:20]
+    assert merged.as_dict() == expected
     spans = [(i.opened_us, i.ended_us) for i in merged.intervals]
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:])), "disjoint and sorted"
 
