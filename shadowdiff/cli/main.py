@@ -74,6 +74,7 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
         client=flags.get("client") or r.client,
         smtp_deliver=bool(flags.get("smtp_deliver")) or r.smtp_deliver,
         dns=_dns_flags(r.dns, flags.get("dns_allow") or ()),
+        breaker=_breaker_flag(r.breaker, flags.get("breaker")),
     ))
     report_cfg = replace(config.report, show_secrets=True) if flags.get("show_secrets") else config.report
     rank_cfg = config.rank
@@ -82,6 +83,17 @@ def build_config(config_path: str | None, **flags: Any) -> Config:
     redact_cfg = replace(config.redact, keep_secrets=True) if flags.get("keep_secrets") else config.redact
     return replace(config, targets=targets, replay=replay_cfg, report=report_cfg, rank=rank_cfg,
                    redact=redact_cfg)
+
+
+def _breaker_flag(base: Any, value: str | None) -> Any:
+    """`[breaker] threshold` with `--breaker 50%|off` laid over it."""
+    if value is None:
+        return base
+    from shadowdiff.replay.breaker import parse_threshold
+    try:
+        return replace(base, threshold=parse_threshold(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--breaker") from exc
 
 
 def _dns_flags(base: Any, allow: tuple[str, ...]) -> Any:
@@ -126,6 +138,11 @@ _RUN_OPTIONS = [
                  help="The SMTP targets are sinks: send DATA and the message (default: RSET before DATA)."),
     click.option("--dns-allow", multiple=True, metavar="axfr",
                  help="DNS: also send zone transfers (AXFR, IXFR); UPDATE and NOTIFY never go."),
+    click.option("--breaker", metavar="50%|off",
+                 help="Circuit breaker per target: when this share of a target's recent requests "
+                 "fail (timeout, refused, reset, 429/502/503/504), replay pauses and probes with "
+                 "backoff; after [breaker] give_up_s open the rest is not tried (counted, never "
+                 "judged) [config [breaker] threshold, else 50%]."),
     click.option("--show-secrets", is_flag=True, help="Show Authorization, Cookie and similar values in reports."),
     click.option("--keep-secrets", is_flag=True,
                  help="Replay credentials, cookies and tokens as read; by default they are replaced by "

@@ -24,6 +24,7 @@ from shadowdiff.config.sections import (
     check_replay,
     check_targets,
     check_window,
+    parse_breaker,
     parse_rank,
     parse_replay,
     parse_report,
@@ -73,7 +74,7 @@ class Config:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp", "dns", "redact", "auth", "tls"}
+             "history", "smtp", "dns", "redact", "auth", "tls", "breaker"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -108,7 +109,8 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
                        smtp=parse_smtp(data.get("smtp", {}), src),
                        dns=parse_dns(data.get("dns", {}), src),
                        auth=parse_auth(data.get("auth", {}), src),
-                       tls=tls, tls_roles=tls_roles),
+                       tls=tls, tls_roles=tls_roles,
+                       breaker=parse_breaker(data.get("breaker", {}), src)),
         rules=parse_rules(data.get("normalize", {}), "normalize", src, defaults=True),
         endpoints=tuple(parse_endpoint(e, i, src) for i, e in enumerate(endpoints)),
         rank=parse_rank(data.get("rank", {}), src),

@@ -12,6 +12,7 @@ from shadowdiff.tables import check_keys, simple_table, str_list, typed
 from shadowdiff.errors import ConfigError
 from shadowdiff.rank.options import RankConfig
 from shadowdiff.redact import ReportConfig
+from shadowdiff.replay.breaker import BreakerConfig, check_breaker, parse_threshold
 from shadowdiff.replay.options import CLIENTS, ReplayConfig, Targets
 
 
@@ -54,6 +55,40 @@ def parse_replay(table: Any, src: str) -> ReplayConfig:
     return check_replay(cfg, src)
 
 
+def parse_breaker(table: Any, src: str) -> BreakerConfig:
+    """The `[breaker]` table (replay/breaker.py); `threshold` is "50%", 0.5, "off" or false."""
+    p, base = "breaker.", BreakerConfig()
+    check_keys(table, set(BreakerConfig.__dataclass_fields__), p, src)
+    raw = typed(table, "threshold", (str, int, float, bool), p, src, None)
+    threshold = base.threshold
+    if raw is False:
+        threshold = None
+    elif raw is not None:
+        try:
+            threshold = parse_threshold(str(raw))
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=src, key=p + "threshold") from exc
+    statuses = typed(table, "statuses", list, p, src, list(base.statuses))
+    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in statuses):
+        raise ConfigError("must be a list of statuses (HTTP numbers, DNS rcode names)",
+                          path=src, key=p + "statuses")
+    number = (int, float)
+    cfg = BreakerConfig(
+        threshold=threshold,
+        window=typed(table, "window", int, p, src, base.window),
+        min_requests=typed(table, "min_requests", int, p, src, base.min_requests),
+        backoff_s=float(typed(table, "backoff_s", number, p, src, base.backoff_s)),
+        max_backoff_s=float(typed(table, "max_backoff_s", number, p, src, base.max_backoff_s)),
+        give_up_s=float(typed(table, "give_up_s", number, p, src, base.give_up_s)),
+        statuses=tuple(v.upper() if isinstance(v, str) else v for v in statuses),
+        kinds=str_list(table, "kinds", p, src) if "kinds" in table else base.kinds)
+    problem = check_breaker(cfg)
+    if problem:
+        key, _, message = problem.partition(": ")
+        raise ConfigError(message, path=src, key=p + key)
+    return cfg
+
+
 def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
     """Reject values that cannot work (used for the file and for flags)."""
     if cfg.concurrency < 1:
@@ -66,6 +101,10 @@ def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
         raise ConfigError(f"must be one of {', '.join(CLIENTS)}", path=src, key="replay.client")
     if cfg.max_body_bytes < 1:
         raise ConfigError("must be positive", path=src, key="replay.max_body_bytes")
+    problem = check_breaker(cfg.breaker)
+    if problem:
+        key, _, message = problem.partition(": ")
+        raise ConfigError(message, path=src, key="breaker." + key)
     return cfg
 
 

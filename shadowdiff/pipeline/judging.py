@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,14 @@ from shadowdiff.model import Exchange, Failure, Request, Trial
 from shadowdiff.protocols.base import Protocol, Sender
 from shadowdiff.rank.tally import Tally
 from shadowdiff.replay.options import SAFE_METHODS, ReplayConfig
+from shadowdiff.replay.breaker import Breakers
+from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.runner import ReplayPolicy, replay
+
+
+def target_urls(config: Config) -> dict[str, str]:
+    """Role -> target URL, for the roles that have one."""
+    return {role: url for role, (url, _) in role_targets(config).items()}
 
 
 def role_targets(config: Config) -> dict[str, tuple[str, ReplayConfig]]:
@@ -63,6 +70,13 @@ def tls_section(protocol: Protocol, config: Config) -> dict[str, Any] | None:
             "insecure": [role for role, facts in targets.items() if facts["insecure"]]}
 
 
+def breakers_apply(protocol: Protocol, config: Config) -> bool:
+    """Whether this run's targets get circuit breakers. Not SMTP: a session is replayed as one
+    conversation, and holding back some of its steps would judge a conversation no MTA had."""
+    return (config.replay.breaker.threshold is not None and bool(config.targets.old)
+            and not hasattr(protocol, "session_of"))
+
+
 def replay_policy(config: Config, protocol: Protocol, *, share: int = 1) -> ReplayPolicy:
     """The run's policy; with `share` partitions in flight, each gets its part of the limits
     (rate and concurrency per target are the run's, not each worker's)."""
@@ -91,14 +105,26 @@ def result_line(trial: Trial, verdict: Verdict) -> bytes:
 
 
 async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protocol,
-                 policy: ReplayPolicy, tally: Tally, endpoint_of: Callable[[Request], str]
+                 policy: ReplayPolicy, tally: Tally, endpoint_of: Callable[[Request], str],
+                 book: BreakerBook | None = None,
+                 gave_up: Mapping[str, tuple[int, float]] | None = None,
                  ) -> AsyncIterator[tuple[Trial, Verdict]]:
-    """Replay `exchanges`, judge each trial and count it in `tally`, as they complete."""
+    """Replay `exchanges`, judge each trial and count it in `tally`, as they complete.
+
+    With circuit breakers on, an exchange a breaker gave up on is counted in `tally` as
+    skipped, and the breakers' logs are added to `book` at the end; `gave_up` names roles an
+    earlier partition gave up on (partitioned.py), which this replay starts given up.
+    """
     senders = open_senders(protocol, config)
     lift: Any = lambda trial: lifted_pair(trial, protocol)  # noqa: E731 - only for examples
     wants_audit = tally.noise.wants_audit
+    breakers = None
+    if breakers_apply(protocol, config):
+        breakers = Breakers(target_urls(config), config.replay.breaker,
+                            lambda ex, endpoint, why: tally.add_skip(endpoint, ex, why),
+                            endpoint_of, gave_up)
     try:
-        async for trial in replay(exchanges, senders, policy):
+        async for trial in replay(exchanges, senders, policy, breakers):
             exchange_id = trial.exchange.id
             # judge names the endpoint once and asks whether this exchange is in the audit sample
             verdict = judge(trial, protocol, config, endpoint_of=endpoint_of,
@@ -106,6 +132,9 @@ async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protoc
             tally.add(trial, verdict, lift)
             yield trial, verdict
     finally:
+        if breakers is not None and book is not None:
+            for log in breakers.finish():
+                book.add(log)
         await asyncio.gather(*(s.close() for s in senders.values()))
 
 

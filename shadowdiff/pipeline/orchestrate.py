@@ -32,9 +32,10 @@ from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History
 from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit
 from shadowdiff.replay.runner import ReplayPolicy, select
+from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.journal import Journal
 from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop, tls_section
-from shadowdiff.pipeline.summary import build_summary
+from shadowdiff.pipeline.summary import breaker_section, build_summary
 from shadowdiff.rank.tally import Tally
 
 ProgressFn = Callable[["RunState"], None]
@@ -132,13 +133,15 @@ class _Results:
 async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Protocol,
                       tally: Tally, state: RunState, results: _Results,
                       progress: ProgressFn | None,
-                      endpoint_of: Callable[[Request], str], journal: Journal) -> None:
+                      endpoint_of: Callable[[Request], str], journal: Journal,
+                      book: BreakerBook) -> None:
     policy = replay_policy(config, protocol)
     needed = needed_roles(config)
     # journal.pending: on --resume, what the journal already holds is not replayed
     exchanges = journal.pending(selected(captures, policy, tally, state, endpoint_of, needed,
                                          secrets=Redactor(config.redact)))
-    async for trial, verdict in judged(exchanges, config, protocol, policy, tally, endpoint_of):
+    async for trial, verdict in judged(exchanges, config, protocol, policy, tally, endpoint_of,
+                                       book):
         results.write(trial, verdict)
         journal.add(trial, verdict, tally)
         state.count(verdict.state)
@@ -222,7 +225,7 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     from shadowdiff.report import write_reports  # report pulls Jinja2; keep import local
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tally, state = Tally(config.report), RunState()
+    tally, state, book = Tally(config.report), RunState(), BreakerBook()
     started_at = dt.datetime.now(dt.timezone.utc)
     journal = Journal.start(out_dir, captures, config, resume=resume)
     results = _Results(out_dir / "results.jsonl.gz")
@@ -233,10 +236,10 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
         endpoint_of = endpoint_function(protocol.name, templater, protocol.endpoint_key)
         if engine.partitioned:
             _replay_partitioned(captures, config, protocol, templater, engine,
-                                (tally, state, results), progress, endpoint_of)
+                                (tally, state, results, book), progress, endpoint_of)
         else:
             run_loop(_replay_all(captures, config, protocol, tally, state, results, progress,
-                                 endpoint_of, journal))
+                                 endpoint_of, journal, book))
     except KeyboardInterrupt:
         state.interrupted = True  # Ctrl-C: report what was done
     finally:
@@ -245,6 +248,7 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     summary = build_summary(
         tally, usage or capture_usage(tally), state, config=config, captures=captures,
         started_at=started_at, version=__version__, tls=tls)
+    summary["breakers"] = breaker_section(tally, book, config, protocol)
     stamp_run(summary, journal)
     assessment = assess(summary, {ep: s.latency for ep, s in tally.endpoints.items()},
                         history, config)
@@ -261,14 +265,16 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
 
 def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Protocol,
                         templater: Templater | None, engine: _Engine,
-                        sinks: tuple[Tally, RunState, _Results], progress: ProgressFn | None,
+                        sinks: tuple[Tally, RunState, _Results, BreakerBook],
+                        progress: ProgressFn | None,
                         endpoint_of: Callable[[Request], str]) -> None:
     from shadowdiff.pipeline import partitioned  # Dask: only for partitioned runs
 
-    tally, state, results = sinks
+    tally, state, results, book = sinks
 
     def merge(part: partitioned.Partial) -> None:
         tally.merge(part.tally)
+        book.merge(part.breakers)
         results.write_lines(part.results)
         for verdict_state, n in part.states.items():
             state.count(verdict_state, n)

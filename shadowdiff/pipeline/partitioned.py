@@ -32,6 +32,8 @@ from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.rank.usage.ranges import file_facts
 from shadowdiff.rank.tally import Tally
+from shadowdiff.replay.breaker import gave_up_roles
+from shadowdiff.replay.breaker_log import BreakerBook
 
 #: Exchanges per chunk: enough to amortize a task's start, few enough to spread the load.
 CHUNK = 2_000
@@ -61,6 +63,9 @@ class Setup:
     templater: Templater | None
     share: int  # chunks judged at once: each gets 1/share of the concurrency
     pacer: Any = None  # pacing.SharedRate: the run's --rate, shared by every chunk
+    # Roles whose breaker an earlier chunk gave up on: (role, opened_us, failure_rate). A
+    # chunk submitted after that sends them nothing (each chunk has its own breakers).
+    gave_up: tuple[tuple[str, int, float], ...] = ()
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Partial:
     tally: Tally
     results: bytes  # results.jsonl lines
     states: dict[str, int]  # verdict state -> exchanges
+    breakers: BreakerBook  # this chunk's circuit breakers (each chunk in flight has its own)
 
 
 def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
@@ -81,18 +87,32 @@ def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
     endpoint_of = endpoint_function(protocol.name, setup.templater, protocol.endpoint_key)
     out: list[bytes] = []
     states: dict[str, int] = {}
+    book = BreakerBook()
 
     async def go() -> None:
         policy = replay_policy(setup.config, protocol, share=setup.share)
         if setup.pacer is not None:
             policy = replace(policy, rate=setup.pacer.rate, pacer=setup.pacer.bind())
+        gave_up = {role: (opened_us, rate) for role, opened_us, rate in setup.gave_up}
         async for trial, verdict in judged(exchanges, setup.config, protocol, policy, tally,
-                                           endpoint_of):
+                                           endpoint_of, book, gave_up):
             out.append(result_line(trial, verdict))
             states[verdict.state] = states.get(verdict.state, 0) + 1
 
     run_loop(go())
-    return Partial(index, tally, b"".join(out), states)
+    return Partial(index, tally, b"".join(out), states, book)
+
+
+def carry_gave_up(setup: Setup, part: Partial) -> Setup:
+    """`setup` for the chunks still to submit: a role a finished chunk's breaker gave up on
+    starts given up, from the same moment, so a dead target costs one `give_up_s` in all,
+    not one per chunk (the chunks in flight give up on their own, at about the same time)."""
+    found = gave_up_roles(part.breakers.logs)
+    known = {role: (opened_us, rate) for role, opened_us, rate in setup.gave_up}
+    merged = {**found, **known}  # the first give-up carried stays the one carried
+    if merged == known:
+        return setup
+    return replace(setup, gave_up=tuple((r, o, f) for r, (o, f) in sorted(merged.items())))
 
 
 def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
@@ -213,12 +233,14 @@ def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
     sizes: dict[Any, tuple[int, int]] = {}
 
     def settle(future: Any) -> None:
+        nonlocal shared
         index, size = sizes.pop(future.key)
         try:
             part = future.result()
         except Exception as exc:  # noqa: BLE001 - KilledWorker, or the chunk's own crash
             on_lost(index, size, exc)
             return
+        shared = carry_gave_up(shared, part)
         on_partial(part)
 
     try:

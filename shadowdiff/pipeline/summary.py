@@ -19,6 +19,8 @@ from shadowdiff.rank.impact import coverage, endpoint_table, rank_signatures, un
 from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.severity import severity_weights
 from shadowdiff.rank.tally import Tally
+from shadowdiff.replay.breaker import SKIP_PREFIX
+from shadowdiff.replay.breaker_log import BreakerBook
 
 SCHEMA_NAME = "shadowdiff-summary"
 SCHEMA_VERSION = 1
@@ -195,3 +197,21 @@ def _entry(sig: Signature, by: str, rule: str | None, count: int, out_of: int,
     return {"key": sig.key, "endpoint": sig.endpoint, "location": sig.location, "kind": sig.kind,
             "by": by, "rule": rule, "count": count, "out_of": max(out_of, count),
             "old_replica": old_replica, "example": example}
+
+
+def breaker_section(tally: Tally, book: BreakerBook, config: Config,
+                    protocol: Any) -> dict[str, Any]:
+    """summary.json's `breakers` (docs/report-schema.md): each role's circuit breaker, when
+    and how long it was open, and the exchanges not tried. `not_tried` counts an exchange
+    once however many roles gave up on it (the skip reasons `circuit breaker gave up: ...`);
+    each target's `not_tried` counts it for that role."""
+    from shadowdiff.pipeline.judging import breakers_apply
+
+    cfg = config.replay.breaker
+    return {"enabled": breakers_apply(protocol, config), "threshold": cfg.threshold,
+            "window": cfg.window, "min_requests": cfg.min_requests, "backoff_s": cfg.backoff_s,
+            "max_backoff_s": cfg.max_backoff_s, "give_up_s": cfg.give_up_s,
+            "statuses": list(cfg.statuses), "kinds": list(cfg.kinds),
+            "not_tried": sum(n for reason, n in tally.skipped.items()
+                             if reason.startswith(SKIP_PREFIX)),
+            "targets": book.targets()}

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from shadowdiff.protocols.dns.config import DnsConfig
 from shadowdiff.protocols.http.tls import TlsSettings
+from shadowdiff.replay.breaker import BreakerConfig
 from shadowdiff.protocols.smtp.config import SmtpConfig
 
 
@@ -53,6 +54,8 @@ class ReplayConfig:
     """The `[smtp]` section (config_smtp.py), here so every sender gets it with these options."""
     dns: DnsConfig = field(default_factory=DnsConfig)
     """The `[dns]` section (protocols/dns/config.py), likewise."""
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    """The circuit breaker per target (`breaker*` keys, `--breaker`; replay/breaker.py)."""
     auth: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     """`[auth.<role>]`: headers set on requests to that target only (over `headers`)."""
     tls: TlsSettings = field(default_factory=TlsSettings)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shadowdiff.model import Exchange, Outcome, Trial
+from shadowdiff.replay.breaker import Breaker, Breakers
 from shadowdiff.protocols.base import Sender
 
 
@@ -106,12 +107,14 @@ class RateLimiter:
 
 
 async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
-                 policy: ReplayPolicy) -> AsyncIterator[Trial]:
+                 policy: ReplayPolicy, breakers: Breakers | None = None) -> AsyncIterator[Trial]:
     """Yield a Trial per exchange, in completion order.
 
     Roles already observed in the capture (a live mirror records old and new) are not sent
     again. The input iterator is read lazily from the event loop thread, a bounded number
-    of exchanges at a time.
+    of exchanges at a time. With `breakers`, an open breaker pauses every worker (the
+    exchanges wait, one goes as a probe after the backoff); an exchange a breaker gave up on
+    is not sent at all and yields no trial (the breakers count it as skipped).
     """
     results: asyncio.Queue[Trial | None] = asyncio.Queue(maxsize=policy.concurrency * 2)
     source = iter(exchanges)
@@ -121,8 +124,21 @@ async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
     async def worker() -> None:
         try:
             for ex in source:  # shared iterator: each worker pulls the next exchange
+                probes: tuple[Breaker, ...] = ()
+                if breakers is not None and not breakers.quiet:
+                    admitted = await breakers.admit(ex)  # waits while a breaker is open
+                    if admitted is None:  # given up on: counted, not sent, not paced
+                        await asyncio.sleep(0)  # let in-flight answers (and the reader) run
+                        continue
+                    probes = admitted
                 await limiter.wait()
-                await results.put(Trial(ex, await _send_all(ex, senders)))
+                if probes and breakers is not None:
+                    outcomes = await _send_probe(ex, senders, breakers, probes)
+                else:
+                    outcomes = await _send_all(ex, senders)
+                if breakers is not None:
+                    breakers.record(ex, outcomes, probes)
+                await results.put(Trial(ex, outcomes))
         except BaseException as exc:  # the reader's error must reach the caller
             errors.append(exc)
         finally:
@@ -143,6 +159,17 @@ async def replay(exchanges: Iterable[Exchange], senders: Mapping[str, Sender],
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _send_probe(ex: Exchange, senders: Mapping[str, Sender], breakers: Breakers,
+                      probes: tuple[Breaker, ...]) -> dict[str, Outcome]:
+    """Send a probe; if its task ends unanswered (cancelled), free the breakers to probe again
+    rather than leave every waiting worker waiting for it."""
+    try:
+        return await _send_all(ex, senders)
+    except BaseException:
+        breakers.release(probes)
+        raise
 
 
 async def _send_all(ex: Exchange, senders: Mapping[str, Sender]) -> dict[str, Outcome]:

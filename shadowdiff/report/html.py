@@ -30,6 +30,7 @@ from shadowdiff.errors import ReportError
 from shadowdiff.model import DIVERGENCE_KINDS, USAGE_SOURCES, signature_location
 from shadowdiff.report.markdown import example_sides, noise_intro, suppressed_by
 from shadowdiff.report.text import format_pct
+from shadowdiff.report.breakers import breaker_view
 from shadowdiff.report.nightly_html import nightly_view
 from shadowdiff.report.tls import insecure_warning, view as tls_view
 from shadowdiff.report.region import region_view
@@ -113,6 +114,7 @@ def _context(
         "replica": summary["run"]["targets"].get("old_replica") is not None,
         "noise": _noise_view(summary.get("noise")),
         "nightly": nightly_view(summary),  # morning overview, since last run, latency
+        "breakers": breaker_view(summary),  # None unless a circuit breaker opened
         "ok": summary["exit_code"] == 0,
     }
 

@@ -195,6 +195,21 @@ NIGHTLY_SPEC: dict[str, Any] = {
                          "description": str, "accepted": _Optional(_BOOL)}]}),
 }
 SUMMARY_SPEC.update(NIGHTLY_SPEC)
+# The circuit breakers (issue 15), additive in version 1: older summaries lack them.
+_COUNTS = _Check("an object of endpoint -> integer",
+                 lambda v: isinstance(v, dict) and all(_INT.ok(n) for n in v.values()))
+SUMMARY_SPEC["breakers"] = _Optional({
+    "enabled": _BOOL, "threshold": _Nullable(_SHARE), "window": _INT, "min_requests": _INT,
+    "backoff_s": _NUM, "max_backoff_s": _NUM, "give_up_s": _NUM,
+    "statuses": [_Check("a status (number or rcode name)",
+                        lambda v: isinstance(v, (int, str)) and not isinstance(v, bool))],
+    "kinds": [str], "not_tried": _INT,
+    "targets": [{"role": _one_of(*ROLES), "target": str, "opened": _INT, "openings": _INT,
+                 "open_s": _NUM, "probes": _INT, "gave_up": _BOOL, "not_tried": _INT,
+                 "not_tried_endpoints": _COUNTS, "not_tried_examples": [str],
+                 "intervals": [{"opened_at": str, "closed_at": (str, None), "duration_s": _NUM,
+                                "failure_rate": _SHARE, "openings": _INT, "probes": _INT,
+                                "gave_up": _BOOL, "not_tried": _INT}]}]})
 SUMMARY_SPEC["run"]["resumed"] = _Optional(_INT)
 SUMMARY_SPEC["signatures"][0]["accepted"] = _Optional(_BOOL)
 

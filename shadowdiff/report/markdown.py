@@ -33,6 +33,7 @@ def render_markdown(
     '# shadowdiff: 3 significant divergences'
     """
     from shadowdiff.report import nightly_md, tls
+    from shadowdiff.report.breakers import breaker_section_md
 
     sections = [
         f"# shadowdiff: {md_text(summary['verdict'])}",
@@ -48,6 +49,7 @@ def render_markdown(
         _noise_section(summary.get("noise"), max_uncovered),
         _failures_section(summary["failures"]),
         tls.markdown_section(summary),
+        breaker_section_md(summary),
         _uncovered_section(summary["uncovered"], max_uncovered),
         _suggestion_section(summary.get("capture_suggestion"), max_uncovered),
         _skipped_line(summary["totals"]),
