@@ -114,6 +114,10 @@ def _number(table: dict[str, Any], key: str, default: float, src: str) -> float:
 
 #: When a notification goes out; `always` sends one after every run.
 NOTIFY_EVENTS: tuple[str, ...] = ("gate-failed", "new-signatures", "always")
+#: Where the SMTP login comes from: the environment, never a file or a flag.
+SMTP_USER_ENV, SMTP_PASSWORD_ENV = "SHADOWDIFF_SMTP_USER", "SHADOWDIFF_SMTP_PASSWORD"
+_CREDENTIAL_KEYS = {"user", "username", "login", "password", "smtp_user", "smtp_username",
+                    "smtp_login", "smtp_password", "pass", "secret"}
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 
@@ -134,6 +138,7 @@ class NotifyConfig:
     ca_file: str | None = None        # CA bundle for HTTPS hooks and STARTTLS, instead of the system's
     timeout_s: float = 10.0           # per attempt (SMTP: per network operation)
     retries: int = 2                  # attempts after the first, for failures that may pass
+    deadline_s: float = 60.0          # no attempt starts later than this after the first
     top: int = 5                      # signatures named in the message
     report_url: str | None = None     # prefix under which the run directories are served
 
@@ -167,8 +172,13 @@ def mail_recipients(url: str) -> tuple[str, ...] | None:
 def parse_notify(table: Any, src: str) -> NotifyConfig:
     """`[notify]`; checked as a whole (check_notify), like the flags laid over it."""
     p = "notify."
+    for key in table if isinstance(table, dict) else ():
+        if key.lower() in _CREDENTIAL_KEYS:  # a password in a config file ends up in backups
+            raise ConfigError(f"SMTP credentials are read from the environment only "
+                              f"({SMTP_USER_ENV}, {SMTP_PASSWORD_ENV}), never from the file",
+                              path=src, key=p + key)
     check_keys(table, {"urls", "when", "smtp_host", "smtp_port", "from", "starttls", "ca_file",
-                       "timeout_s", "retries", "top", "report_url"}, p, src)
+                       "timeout_s", "retries", "deadline_s", "top", "report_url"}, p, src)
     base = NotifyConfig()
     when = table.get("when")
     cfg = NotifyConfig(
@@ -183,6 +193,7 @@ def parse_notify(table: Any, src: str) -> NotifyConfig:
         ca_file=typed(table, "ca_file", str, p, src, None),
         timeout_s=float(typed(table, "timeout_s", (int, float), p, src, base.timeout_s)),
         retries=typed(table, "retries", int, p, src, base.retries),
+        deadline_s=float(typed(table, "deadline_s", (int, float), p, src, base.deadline_s)),
         top=typed(table, "top", int, p, src, base.top),
         report_url=typed(table, "report_url", str, p, src, None),
     )
@@ -207,6 +218,7 @@ def check_notify(cfg: NotifyConfig, src: str = "<flags>") -> NotifyConfig:
     checks = [("smtp_port", cfg.smtp_port is None or 0 < cfg.smtp_port < 65536, "a TCP port"),
               ("timeout_s", 0 < cfg.timeout_s <= 300, "between 0 and 300 seconds"),
               ("retries", 0 <= cfg.retries <= 10, "between 0 and 10"),
+              ("deadline_s", 0 < cfg.deadline_s <= 3600, "between 0 and 3600 seconds"),
               ("top", 1 <= cfg.top <= 50, "between 1 and 50"),
               ("from", cfg.sender is None or bool(_ADDRESS.match(cfg.sender)), "a mail address"),
               ("ca_file", cfg.ca_file is None or os.path.isfile(cfg.ca_file), "a readable file"),

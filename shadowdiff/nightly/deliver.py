@@ -1,14 +1,15 @@
 """Delivering a run's notification: an HTTP POST to each webhook (aiohttp), a mail to each
 `mailto:` target (smtplib, STARTTLS), every target at once, each retried a bounded number
-of times.
+of times (tenacity).
 
 A delivery never raises: it returns a `Delivery` saying whether it arrived, after how many
 attempts, and why not, with the target's secrets hidden (redact.redact_url) from both the
 target and the error. What may pass on a second try is retried (no connection, a timeout,
 HTTP 408/425/429/5xx, an SMTP 4xx reply), what will not is not (a 4xx answer, an SMTP 5xx
-reply, an untrusted certificate, STARTTLS required but not offered). Per target the time
-is bounded by (retries + 1) x timeout_s plus the waits between attempts (0.5 s, 1 s, 2 s...,
-or the receiver's Retry-After up to MAX_WAIT_S).
+reply, an untrusted certificate, STARTTLS required but not offered). Per target: at most
+retries + 1 attempts, waiting 0.5 s, 1 s, 2 s... between them (or the receiver's
+Retry-After, up to 10 s: Backoff), and none started after deadline_s; an HTTP attempt lasts at
+most timeout_s, an SMTP one at most timeout_s per network operation.
 
 SMTP credentials come only from the environment (SHADOWDIFF_SMTP_USER and
 SHADOWDIFF_SMTP_PASSWORD), are sent only over STARTTLS, and never appear in a result.
@@ -28,14 +29,13 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import aiohttp
+import tenacity
 
 from shadowdiff import __version__
-from shadowdiff.nightly.config import NotifyConfig, mail_recipients
+from shadowdiff.nightly.config import SMTP_PASSWORD_ENV, SMTP_USER_ENV, NotifyConfig, mail_recipients
 from shadowdiff.redact import HIDDEN, redact_url, url_secrets
 
-USER_ENV, PASSWORD_ENV = "SHADOWDIFF_SMTP_USER", "SHADOWDIFF_SMTP_PASSWORD"
-BACKOFF_S = 0.5
-MAX_WAIT_S = 10.0
+USER_ENV, PASSWORD_ENV = SMTP_USER_ENV, SMTP_PASSWORD_ENV
 _RETRY_STATUS = frozenset({408, 425, 429})
 _SNIPPET = 200  # characters of a refusing receiver's answer kept in the error
 
@@ -66,6 +66,15 @@ class _Failed(Exception):
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """The waits between attempts: `first_s`, doubling, or the receiver's Retry-After; never
+    more than `max_s` (a hook asking for an hour is not waited for)."""
+
+    first_s: float = 0.5
+    max_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Mail:
     """What a mail target sends: the subject line and the plain text body."""
 
@@ -74,45 +83,63 @@ class Mail:
 
 
 def deliver(targets: Sequence[str], payload: bytes, mail: Mail, cfg: NotifyConfig, *,
-            backoff_s: float = BACKOFF_S) -> list[Delivery]:
+            backoff: Backoff = Backoff()) -> list[Delivery]:
     """Send `payload` (JSON) to every webhook and `mail` to every mailto: target, at once;
     one Delivery per target, in the order given."""
     async def everything() -> list[Delivery]:
-        return list(await asyncio.gather(*(_one(t, payload, mail, cfg, backoff_s)
+        return list(await asyncio.gather(*(_one(t, payload, mail, cfg, backoff)
                                            for t in targets)))
     return asyncio.run(everything())
 
 
 async def _one(target: str, payload: bytes, mail: Mail, cfg: NotifyConfig,
-               backoff_s: float) -> Delivery:
+               backoff: Backoff) -> Delivery:
     started = time.monotonic()
     recipients = mail_recipients(target)
-    if recipients is None:
-        kind = "http"
-        attempt: Callable[[], Awaitable[int]] = lambda: _post(target, payload, cfg)  # noqa: E731
-    else:
-        kind = "smtp"
-        attempt = lambda: asyncio.to_thread(_send_mail, recipients, mail, cfg)  # noqa: E731
-    ok, attempts, status, error = await _attempts(attempt, cfg.retries, backoff_s)
+    kind = "http" if recipients is None else "smtp"
+
+    async def attempt() -> int:  # a coroutine function: tenacity awaits only those
+        if recipients is None:
+            return await _post(target, payload, cfg)
+        return await asyncio.to_thread(_send_mail, recipients, mail, cfg)
+
+    ok, attempts, status, error = await _attempts(attempt, cfg, backoff)
     for secret in url_secrets(target):  # an error may quote the URL it could not reach
         error = error.replace(secret, HIDDEN) if error else error
     return Delivery(redact_url(target), kind, ok, attempts, status, error,
                     round(time.monotonic() - started, 3))
 
 
-async def _attempts(attempt: Callable[[], Awaitable[int]], retries: int, backoff_s: float
+async def _attempts(attempt: Callable[[], Awaitable[int]], cfg: NotifyConfig, backoff: Backoff
                     ) -> tuple[bool, int, int | None, str | None]:
-    """Try up to retries + 1 times; (ok, attempts, status, error of the last attempt)."""
-    n = 0
-    while True:
-        n += 1
-        try:
-            return True, n, await attempt(), None
-        except _Failed as exc:
-            if not exc.retry or n > retries:
-                return False, n, exc.status, exc.message
-            wait = exc.wait_s if exc.wait_s is not None else backoff_s * 2 ** (n - 1)
-            await asyncio.sleep(min(wait, MAX_WAIT_S))
+    """Try until delivered, or `retries` more times, or until the next try would start past
+    `deadline_s`: (ok, attempts, status, error of the last attempt). tenacity keeps the count,
+    the waits and the clock; a failure that another try cannot fix (retry=False) ends it."""
+    retrying = tenacity.AsyncRetrying(
+        stop=(tenacity.stop_after_attempt(cfg.retries + 1)
+              | tenacity.stop_before_delay(cfg.deadline_s)),
+        wait=_Wait(backoff),
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, _Failed) and exc.retry),
+        reraise=True)
+    try:
+        status = await retrying(attempt)
+    except _Failed as exc:
+        return False, retrying.statistics["attempt_number"], exc.status, exc.message
+    return True, retrying.statistics["attempt_number"], status, None
+
+
+class _Wait(tenacity.wait.wait_base):
+    """The receiver's Retry-After when it gave one, else exponential (Backoff)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.max_s = backoff.max_s
+        self.exponential = tenacity.wait_exponential(multiplier=backoff.first_s, max=backoff.max_s)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _Failed) and exc.wait_s is not None:
+            return min(exc.wait_s, self.max_s)
+        return float(self.exponential(retry_state))
 
 
 def _tls_context(cfg: NotifyConfig) -> ssl.SSLContext:

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from servers import background_loop, raw_server, refused_url, serve_app
 from smtp_servers import self_signed_context
 from testpaths import REPO
 from shadowdiff.nightly.config import NotifyConfig
-from shadowdiff.nightly.deliver import Mail, deliver
+from shadowdiff.nightly.deliver import Backoff, Mail, deliver
 from shadowdiff.nightly.notify import (build_message, mail_subject, new_signatures,
                                        render_text, report_locations, triggered)
 
@@ -129,25 +130,29 @@ def test_hostile_names_cannot_ping_a_channel_or_break_out_of_the_markup() -> Non
 class Receiver:
     """A webhook on loopback that answers `script` (statuses, the last one repeated)."""
 
-    def __init__(self, *script: int) -> None:
+    def __init__(self, *script: int, retry_after: str | None = None) -> None:
         self.script, self.bodies, self.headers = list(script) or [200], [], []
+        self.retry_after, self.times = retry_after, []
 
     def app(self) -> web.Application:
         async def hook(request: web.Request) -> web.Response:
             self.bodies.append(await request.json())
             self.headers.append(dict(request.headers))
+            self.times.append(time.monotonic())
             status = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-            return web.Response(status=status, text="ok" if status < 300 else "no_service")
+            extra = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return web.Response(status=status, text="ok" if status < 300 else "no_service",
+                                headers=extra)
 
         app = web.Application()
         app.router.add_post("/{tail:.*}", hook)
         return app
 
 
-def _deliver(*urls: str, **cfg: Any) -> list[Any]:
+def _deliver(*urls: str, max_wait_s: float = 10.0, **cfg: Any) -> list[Any]:
     config = NotifyConfig(urls=urls, **{"timeout_s": 2.0, **cfg})
     payload = json.dumps(build_message(summary(), {}, ["gate-failed"])).encode()
-    return deliver(urls, payload, MAIL, config, backoff_s=0.05)
+    return deliver(urls, payload, MAIL, config, backoff=Backoff(0.05, max_wait_s))
 
 
 def test_a_webhook_gets_the_json_once() -> None:
@@ -175,6 +180,24 @@ def test_retries_are_bounded_and_the_last_error_is_kept() -> None:
         [result] = _deliver(base + "/hook", retries=1)
     assert not result.ok and result.attempts == 2 and len(receiver.bodies) == 2
     assert result.status == 500 and result.error == "HTTP 500 Internal Server Error: no_service"
+
+
+def test_retry_after_is_obeyed_and_the_deadline_stops_the_retries() -> None:
+    receiver = Receiver(503, retry_after="0.4")
+    with serve_app(receiver.app) as base:
+        [result] = _deliver(base + "/hook", retries=10, deadline_s=1.0)
+    # tries at about 0 s, 0.4 s, 0.8 s; a fourth would start at 1.2 s, past the deadline
+    assert not result.ok and result.attempts == 3 == len(receiver.bodies)
+    gaps = [b - a for a, b in zip(receiver.times, receiver.times[1:])]
+    assert all(0.35 < g < 0.9 for g in gaps), gaps
+    assert result.elapsed_s < 1.5 and result.status == 503
+
+
+def test_a_huge_retry_after_is_capped() -> None:
+    receiver = Receiver(429, 200, retry_after="3600")
+    with serve_app(receiver.app) as base:
+        [result] = _deliver(base + "/hook", max_wait_s=0.2)  # the cap decides, not the server
+    assert result.ok and result.attempts == 2 and result.elapsed_s < 2
 
 
 def test_a_refusal_that_will_not_change_is_not_retried() -> None:
@@ -226,6 +249,15 @@ def test_https_webhooks_are_verified_against_ca_file(tmp_path: Path) -> None:
         trusted, = _deliver(base + "/hook", ca_file=str(tmp_path / "cert.pem"))
     assert not untrusted.ok and untrusted.attempts == 1 and "not trusted" in untrusted.error
     assert trusted.ok and len(receiver.bodies) == 1
+
+
+@pytest.mark.parametrize("key", ["password", "smtp_password", "smtp_user"])
+def test_smtp_credentials_in_the_config_file_are_refused(key: str) -> None:
+    from shadowdiff.config import config_from_dict
+    from shadowdiff.errors import ConfigError
+    with pytest.raises(ConfigError, match="environment only") as info:
+        config_from_dict({"notify": {"smtp_host": "mx.test", key: "hunter2-secret"}})
+    assert "hunter2" not in str(info.value) and f"notify.{key}" in str(info.value)
 
 
 @pytest.mark.parametrize("url", ["ftp://x.test/", "http://", "mailto:nobody", "mailto:a@b.test?subject=x"])

@@ -16,7 +16,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from servers import refused_url
 from smtp_servers import MailHandler, self_signed_context, serve_smtp
 from shadowdiff.nightly.config import NotifyConfig
-from shadowdiff.nightly.deliver import PASSWORD_ENV, USER_ENV, Mail, deliver
+from shadowdiff.nightly.deliver import PASSWORD_ENV, USER_ENV, Backoff, Mail, deliver
 
 MAIL = Mail("[shadowdiff] FAIL: 2 divergence signatures (any)",
             "shadowdiff: FAIL: 2 divergence signatures (any)\nReport: /srv/r1/report.html")
@@ -33,7 +33,7 @@ def _send(url: str, target: str = "mailto:ops@example.com", host: str = "127.0.0
           **cfg: Any) -> Any:
     config = NotifyConfig(urls=(target,), smtp_host=host, smtp_port=urlsplit(url).port,
                           timeout_s=3.0, sender="shadowdiff@ci.example.com", **cfg)
-    [result] = deliver([target], b"{}", MAIL, config, backoff_s=0.05)
+    [result] = deliver([target], b"{}", MAIL, config, backoff=Backoff(0.05))
     return result
 
 
