@@ -10,6 +10,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from shadowdiff.cli.nightly import notification_lines
 from shadowdiff.config import Config
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.pipeline.orchestrate import default_out_dir, run
@@ -66,27 +67,6 @@ def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | 
     for line in notification_lines(result.summary.get("notifications"), quiet=quiet):
         console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line: grep-able
     return result.exit_code
-
-
-def notification_lines(section: dict[str, Any] | None, *, quiet: bool = False) -> list[str]:
-    """What the notifications did, for the terminal: a failed delivery always (a warning,
-    even with --quiet: cron mails it), the rest unless `quiet`."""
-    if section is None:
-        return []
-    if not section["events"]:
-        return [] if quiet else [f"notify: not sent (no event of {', '.join(section['when'])})"]
-    lines = []
-    for d in section["deliveries"]:
-        tries = f"{d['attempts']} attempt{'s' * (d['attempts'] != 1)}"
-        if d["ok"]:
-            if not quiet:
-                lines.append(f"notify: sent to {d['target']} ({', '.join(section['events'])}; "
-                             f"{tries})")
-        else:
-            lines.append(f"shadowdiff: warning: notification to {d['target']} failed after "
-                         f"{tries}: {d['error']} (the exit code is still the gate's; "
-                         "summary.json: notifications)")
-    return lines
 
 
 def print_summary(summary: dict[str, Any], paths: dict[str, Path], console: Console,

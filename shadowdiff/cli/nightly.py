@@ -86,3 +86,24 @@ def _notify_flags(config: Config, urls: tuple[str, ...], when: tuple[str, ...]) 
     notify = replace(config.notify, urls=tuple(urls) or config.notify.urls,
                      when=events or config.notify.when)
     return replace(config, notify=check_notify(notify))
+
+
+def notification_lines(section: dict[str, Any] | None, *, quiet: bool = False) -> list[str]:
+    """What the notifications did, for the terminal: a failed delivery always (a warning,
+    even with --quiet: cron mails it), the rest unless `quiet`."""
+    if section is None:
+        return []
+    if not section["events"]:
+        return [] if quiet else [f"notify: not sent (no event of {', '.join(section['when'])})"]
+    lines = []
+    for d in section["deliveries"]:
+        tries = f"{d['attempts']} attempt{'s' * (d['attempts'] != 1)}"
+        if d["ok"]:
+            if not quiet:
+                lines.append(f"notify: sent to {d['target']} ({', '.join(section['events'])}; "
+                             f"{tries})")
+        else:
+            lines.append(f"shadowdiff: warning: notification to {d['target']} failed after "
+                         f"{tries}: {d['error']} (the exit code is still the gate's; "
+                         "summary.json: notifications)")
+    return lines

@@ -30,14 +30,8 @@ from shadowdiff.rank.impact import capture_usage
 from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History
-from shadowdiff.pipeline.nightly import (
-    assess,
-    notify,
-    open_history,
-    record,
-    stamp_run,
-    write_junit,
-)
+from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit
+from shadowdiff.pipeline.nightly import notify
 from shadowdiff.replay.runner import ReplayPolicy, select
 from shadowdiff.replay.journal import Journal
 from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop

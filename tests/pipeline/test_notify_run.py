@@ -17,12 +17,16 @@ from click.testing import CliRunner
 
 from factories import make_exchange
 from servers import refused_url, serve_app
-from smtp_servers import MailHandler, serve_smtp
+from aiosmtpd.smtp import AuthResult
+from smtp_servers import MailHandler, self_signed_context, serve_smtp
+from shadowdiff.nightly.config import SMTP_PASSWORD_ENV as PASSWORD_ENV
+from shadowdiff.nightly.config import SMTP_USER_ENV as USER_ENV
 from shadowdiff.capture.jsonl import write_capture
 from shadowdiff.cli.main import main
 
 TOKEN = "s3cr3t-capture-token"
 HOOK_TOKEN = "Xq7bLr2mWz9NcK4tYp1sHd8v"
+PASSWORD = "correct horse battery staple"
 
 
 def shop(version: str):
@@ -77,9 +81,11 @@ def same():
         yield old, also_old
 
 
-def run(capture: Path, targets: tuple[str, str], tmp: Path, name: str, *args: str) -> Any:
+def run(capture: Path, targets: tuple[str, str], tmp: Path, name: str, *args: str,
+        env: dict[str, str] | None = None) -> Any:
     old, new = targets
-    return CliRunner().invoke(main, [
+    env = {USER_ENV: None, PASSWORD_ENV: None, **(env or {})}  # none from the caller's shell
+    return CliRunner(env=env).invoke(main, [
         "run", str(capture), "--old", old, "--new", new, "--out", str(tmp / name),
         "--history", str(tmp / "history.sqlite"), *args], catch_exceptions=False)
 
@@ -183,6 +189,36 @@ def test_mailto_sends_the_same_text_through_the_configured_server(capture, diffe
     assert summary["notifications"]["deliveries"][0]["ok"] is True
     assert "notify: sent to mailto:ops@example.com (gate-failed, new-signatures; 1 attempt)" \
         in result.output
+
+
+def test_the_nightly_job_mails_over_starttls_and_the_password_is_nowhere(
+        capture, differing, tmp_path):
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, data):
+        logins.append((data.login.decode(), session.ssl is not None))
+        return AuthResult(success=data.password == PASSWORD.encode(), handled=False)
+
+    handler = MailHandler()
+    tls = self_signed_context(tmp_path, host="localhost")
+    with serve_smtp(handler, "mx.test", tls=tls, authenticator=authenticator,
+                    auth_required=True) as smtp:
+        config = tmp_path / "shadowdiff.toml"
+        config.write_text(f'[notify]\nsmtp_host = "localhost"\nsmtp_port = {urlsplit(smtp).port}\n'
+                          f'ca_file = "{tmp_path / "cert.pem"}"\n')
+        env = {USER_ENV: "shadowdiff", PASSWORD_ENV: PASSWORD}
+        result = run(capture, differing, tmp_path, "r1", "--config", str(config), "--quiet",
+                     "--fail-on", "new", "--junit", str(tmp_path / "r1" / "junit.xml"),
+                     "--notify", "mailto:ops@example.com", env=env)
+    assert result.exit_code == 1, result.output
+    assert logins == [("shadowdiff", True)] and handler.envelopes[0][2] is True
+    [raw] = handler.delivered
+    assert b"GET /items/{id}" in raw and PASSWORD.encode() not in raw
+    [delivery] = summary_of(tmp_path, "r1")["notifications"]["deliveries"]
+    assert delivery["ok"] and delivery["kind"] == "smtp"
+    stored = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
+    assert stored and not any(PASSWORD.encode() in b for b in stored)  # run dir, history, junit
+    assert PASSWORD not in result.output
 
 
 def test_a_run_cut_short_by_bad_input_is_announced_with_its_error(capture, same, tmp_path):
