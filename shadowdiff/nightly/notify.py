@@ -126,46 +126,64 @@ def _signature(sig: Mapping[str, Any]) -> dict[str, Any]:
 def render_text(body: Mapping[str, Any], *, chat: bool) -> str:
     """The message for people: a few lines. `chat` escapes it for Slack/Mattermost (`&<>`
     as entities, names in code spans, `@` mentions broken); without it, plain text (mail)."""
-    def plain(value: Any) -> str:
+    esc = _Escape(chat)
+    run, t = body["run"], body["totals"]
+    lines = [f"shadowdiff: {esc.plain(body['verdict'])}"]
+    targets = run["targets"]
+    if targets.get("old") or targets.get("new"):
+        lines.append(f"old {esc.code(targets.get('old') or 'recorded')} → new "
+                     f"{esc.code(targets.get('new') or 'recorded')}")
+    lines.append(f"{t['replayed']} replayed: {t['identical']} identical, {t['diverged']} "
+                 f"diverged, {t['failed_both']} failed on both, {t['skipped']} skipped")
+    lines += _signature_lines(body, esc)
+    if run["interrupted"]:
+        lines.append("Interrupted: the report covers only what was replayed before it")
+    lines += [f"Input error: {esc.plain(e)}" for e in run["errors"]]
+    where = body["report"].get("html") or body["report"].get("markdown")
+    if where:
+        lines.append(f"Report: {esc.plain(where)}")
+    lines.append(f"Run {esc.code(run['id'])}, {esc.plain(run['finished_at'])}")
+    return "\n".join(lines)
+
+
+class _Escape:
+    """Text from the run (names, errors) made inert: for chat, no markup and no mentions."""
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+
+    def plain(self, value: Any) -> str:
         text = _CONTROL.sub(" ", str(value))
-        if chat:
+        if self.chat:
             text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             text = text.replace("@", "@\u2060")  # a word joiner: no @channel, @all, @here
         return text
 
-    def code(value: Any) -> str:
-        return f"`{plain(str(value).replace('`', chr(39)))}`" if chat else plain(value)
+    def code(self, value: Any) -> str:
+        # a backtick inside would close the code span early
+        return f"`{self.plain(str(value).replace('`', chr(39)))}`" if self.chat else self.plain(value)
 
-    run, t = body["run"], body["totals"]
-    lines = [f"shadowdiff: {plain(body['verdict'])}"]
-    targets = run["targets"]
-    if targets.get("old") or targets.get("new"):
-        lines.append(f"old {code(targets.get('old') or 'recorded')} → new "
-                     f"{code(targets.get('new') or 'recorded')}")
-    lines.append(f"{t['replayed']} replayed: {t['identical']} identical, {t['diverged']} "
-                 f"diverged, {t['failed_both']} failed on both, {t['skipped']} skipped")
+
+def _signature_lines(body: Mapping[str, Any], esc: _Escape) -> list[str]:
+    lines = []
     new = body["new_signatures"]
     if new and new["count"]:
         lines.append(f"New since the last run: {new['count']}")
-        lines += [_line(s, code) for s in new["top"]]
+        lines += [_line(s, esc) for s in new["top"]]
     sigs = body["signatures"]
     if sigs["count"]:
         lines.append(f"Top signatures ({sigs['open']} open of {sigs['count']}):")
-        lines += [_line(s, code) for s in sigs["top"]]
+        lines += [_line(s, esc) for s in sigs["top"]]
         if sigs["count"] > len(sigs["top"]):
             lines.append(f"… and {sigs['count'] - len(sigs['top'])} more in the report")
-    lines += [f"Input error: {plain(e)}" for e in run["errors"]]
-    where = body["report"].get("html") or body["report"].get("markdown")
-    if where:
-        lines.append(f"Report: {plain(where)}")
-    lines.append(f"Run {code(run['id'])}, {plain(run['finished_at'])}")
-    return "\n".join(lines)
+    return lines
 
 
-def _line(sig: Mapping[str, Any], code: Any) -> str:
+def _line(sig: Mapping[str, Any], esc: _Escape) -> str:
     accepted = " (accepted)" if sig["accepted"] else ""
-    return (f"{sig['rank']}. {code(sig['endpoint'])} {code(sig['location'])} {code(sig['kind'])}: "
-            f"{sig['affected']}/{sig['replayed']} (impact {sig['impact']:.2%}){accepted}")
+    return (f"{sig['rank']}. {esc.code(sig['endpoint'])} {esc.code(sig['location'])} "
+            f"{esc.code(sig['kind'])}: {sig['affected']}/{sig['replayed']} "
+            f"(impact {sig['impact']:.2%}){accepted}")
 
 
 def mail_subject(body: Mapping[str, Any], limit: int = 150) -> str:

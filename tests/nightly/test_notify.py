@@ -89,7 +89,9 @@ def test_the_message_names_the_top_signatures_counts_and_the_report(tmp_path: Pa
     text = message["text"]
     assert s["verdict"] in text and str(html.absolute()) in text
     assert "`GET /users/{id}` `body.email` `field_missing`: 120/130" in text
-    assert "New since the last run: 1" in text
+    assert "New since the last run: 1" in text and "Interrupted" not in text
+    s["run"]["interrupted"] = True
+    assert "Interrupted: the report covers" in build_message(s, {}, ["gate-failed"])["text"]
 
 
 def test_no_captured_value_goes_out() -> None:
