@@ -85,6 +85,9 @@ def _notify_flags(config: Config, urls: tuple[str, ...], when: tuple[str, ...]) 
     events = tuple(e.strip() for w in when for e in w.split(",") if e.strip())
     notify = replace(config.notify, urls=tuple(urls) or config.notify.urls,
                      when=events or config.notify.when)
+    if not notify.urls:
+        raise click.UsageError("--notify-when needs a target: --notify URL|mailto:ADDR or "
+                               "[notify] urls")
     return replace(config, notify=check_notify(notify))
 
 

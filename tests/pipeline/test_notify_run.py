@@ -241,6 +241,7 @@ def test_a_run_cut_short_by_bad_input_is_announced_with_its_error(capture, same,
     (("--notify", "ftp://hooks.test/x"), "a notification target is an http(s)"),
     (("--notify", "mailto:ops@example.com"), "needs an SMTP server"),
     (("--notify", "http://hooks.test/x", "--notify-when", "sometimes"), "notify.when"),
+    (("--notify-when", "always"), "--notify-when needs a target"),
 ])
 def test_a_notification_that_could_not_work_stops_the_run_before_replay(
         capture, tmp_path, args, message):
