@@ -165,25 +165,28 @@ class _Escape:
 
 
 def _signature_lines(body: Mapping[str, Any], esc: _Escape) -> list[str]:
+    """The top signatures, those new since the last run marked; new ones below the top
+    listed apart, so each signature is named once."""
     lines = []
-    new = body["new_signatures"]
-    if new and new["count"]:
-        lines.append(f"New since the last run: {new['count']}")
-        lines += [_line(s, esc) for s in new["top"]]
-    sigs = body["signatures"]
+    sigs, new = body["signatures"], body["new_signatures"] or {"count": 0, "top": []}
+    new_keys = {s["key"] for s in new["top"]}
     if sigs["count"]:
         lines.append(f"Top signatures ({sigs['open']} open of {sigs['count']}):")
-        lines += [_line(s, esc) for s in sigs["top"]]
+        lines += [_line(s, esc, s["key"] in new_keys) for s in sigs["top"]]
         if sigs["count"] > len(sigs["top"]):
             lines.append(f"… and {sigs['count'] - len(sigs['top'])} more in the report")
+    if new["count"]:
+        lines.append(f"New since the last run: {new['count']}")
+        shown = {s["key"] for s in sigs["top"]}
+        lines += [_line(s, esc, True) for s in new["top"] if s["key"] not in shown]
     return lines
 
 
-def _line(sig: Mapping[str, Any], esc: _Escape) -> str:
-    accepted = " (accepted)" if sig["accepted"] else ""
+def _line(sig: Mapping[str, Any], esc: _Escape, new: bool = False) -> str:
+    marks = (" (accepted)" if sig["accepted"] else "") + (" NEW" if new else "")
     return (f"{sig['rank']}. {esc.code(sig['endpoint'])} {esc.code(sig['location'])} "
             f"{esc.code(sig['kind'])}: {sig['affected']}/{sig['replayed']} "
-            f"(impact {sig['impact']:.2%}){accepted}")
+            f"(impact {sig['impact']:.2%}){marks}")
 
 
 def mail_subject(body: Mapping[str, Any], limit: int = 150) -> str:

@@ -90,8 +90,22 @@ def test_the_message_names_the_top_signatures_counts_and_the_report(tmp_path: Pa
     assert s["verdict"] in text and str(html.absolute()) in text
     assert "`GET /users/{id}` `body.email` `field_missing`: 120/130" in text
     assert "New since the last run: 1" in text and "Interrupted" not in text
+    second = s["signatures"][1]
+    assert text.count(f"`{second['location']}`") == 1  # named once, in the top list, marked
+    assert f"`{second['kind']}`: {second['affected']}/{second['replayed']} (impact" in text
+    assert [line.endswith(" NEW") for line in text.splitlines() if line[:3] in ("1. ", "2. ")] \
+        == [False, True]
     s["run"]["interrupted"] = True
     assert "Interrupted: the report covers" in build_message(s, {}, ["gate-failed"])["text"]
+
+
+def test_a_new_signature_below_the_top_is_listed_under_new() -> None:
+    last = GOLDEN["signatures"][-1]
+    text = build_message(summary(new=(last["key"],)), {}, ["new-signatures"], top=1)["text"]
+    lines = text.splitlines()
+    at = lines.index("New since the last run: 1")
+    assert lines[at + 1].startswith(f"{last['rank']}. `{last['endpoint']}`")
+    assert lines[at + 1].endswith(" NEW") and text.count(" NEW") == 1
 
 
 def test_no_captured_value_goes_out() -> None:
