@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 SECRET_HEADERS: tuple[str, ...] = (
@@ -50,3 +51,42 @@ def redact_values(location: str, old: Any, new: Any, policy: ReportConfig) -> tu
         if location[7:] in policy.secret_headers:
             return (REDACTED if old is not None else None, REDACTED if new is not None else None)
     return old, new
+
+
+HIDDEN = "***"
+_TOKEN_SEGMENT = 16  # webhook tokens are path segments of 24+ characters (Slack, Mattermost...)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to print or store: user info, the query, the fragment and every long path
+    segment (where webhook services put their token) hidden. mailto: keeps its addresses.
+
+    >>> redact_url("https://hooks.slack.com/services/T01/B02/abcdefghijklmnopqrstuvwx?x=1")
+    'https://hooks.slack.com/services/T01/B02/***?***'
+    """
+    if url[:7].lower() == "mailto:":
+        return url.partition("?")[0]
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # not a URL at all (a bad port, say): show only its scheme
+        return url.partition(":")[0] + ":" + HIDDEN
+    host = f"[{host}]" if ":" in host else host
+    netloc = (HIDDEN + "@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
+    path = "/".join(HIDDEN if len(seg) >= _TOKEN_SEGMENT else seg for seg in parts.path.split("/"))
+    tail = ("?" + HIDDEN if parts.query else "") + ("#" + HIDDEN if parts.fragment else "")
+    return f"{parts.scheme}://{netloc}{path}{tail}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of `url` that redact_url hides, longest first, so that a message quoting the
+    URL (an HTTP library's error, say) can have them replaced too."""
+    if url[:7].lower() == "mailto:":
+        return []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.netloc.rpartition("@")[0], parts.query, parts.fragment]
+    found += [seg for seg in parts.path.split("/") if len(seg) >= _TOKEN_SEGMENT]
+    return sorted({f for f in found if f}, key=len, reverse=True)

@@ -67,14 +67,14 @@ class MailHandler:
 
 @contextmanager
 def serve_smtp(handler: MailHandler, hostname: str, *, size: int = 33554432,
-               tls: ssl.SSLContext | None = None) -> Iterator[str]:
+               tls: ssl.SSLContext | None = None, **options: Any) -> Iterator[str]:
     """Run an aiosmtpd server on 127.0.0.1:0; yields its smtp:// URL. With `tls` it
-    offers STARTTLS."""
+    offers STARTTLS; `options` go to aiosmtpd's SMTP (an `authenticator`, say)."""
     with background_loop() as loop:
         async def start() -> asyncio.AbstractServer:
             return await loop.create_server(
                 lambda: SMTP(handler, hostname=hostname, ident="ESMTP test", data_size_limit=size,
-                             tls_context=tls),
+                             tls_context=tls, **options),
                 "127.0.0.1", 0)
 
         server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)

@@ -10,6 +10,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from shadowdiff.cli.nightly import notification_lines
 from shadowdiff.config import Config
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.pipeline.orchestrate import default_out_dir, run
@@ -74,6 +75,8 @@ def _execute(captures: tuple[str, ...], config: Config, out_dir: str | Path | No
     for error in result.summary["run"]["errors"]:  # even with --quiet: cron must see it
         console.print(f"shadowdiff: error: {error} (the report covers what was read before it)",
                       markup=False, highlight=False)
+    for line in notification_lines(result.summary.get("notifications"), quiet=quiet):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line: grep-able
     return result.exit_code
 
 

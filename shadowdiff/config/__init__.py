@@ -32,7 +32,14 @@ from shadowdiff.config.sections import (
 )
 from shadowdiff.tables import check_keys
 from shadowdiff.errors import ConfigError
-from shadowdiff.nightly.config import GateConfig, HistoryConfig, parse_gate, parse_history
+from shadowdiff.nightly.config import (
+    GateConfig,
+    HistoryConfig,
+    NotifyConfig,
+    parse_gate,
+    parse_history,
+    parse_notify,
+)
 from shadowdiff.protocols.dns.config import parse_dns
 from shadowdiff.protocols.smtp.config import parse_smtp
 from shadowdiff.rank.options import RankConfig
@@ -44,7 +51,7 @@ from shadowdiff.scrub import RedactConfig
 # The settings of each stage live with the stage; they are named here too, as the
 # configuration's public vocabulary (docs/configuration.md).
 __all__ = [
-    "CLIENTS", "SAFE_METHODS", "SECRET_HEADERS", "Config", "EndpointRules", "RankConfig",
+    "CLIENTS", "SAFE_METHODS", "SECRET_HEADERS", "Config", "EndpointRules", "NotifyConfig", "RankConfig",
     "RedactConfig", "ReplayConfig", "ReportConfig", "Targets", "check_replay", "check_targets", "check_window",
     "config_from_dict", "load_config", "merge_rules",
 ]
@@ -63,6 +70,7 @@ class Config:
     routes: RoutesConfig = field(default_factory=RoutesConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     redact: RedactConfig = field(default_factory=RedactConfig)
     source: str | None = None
 
@@ -74,7 +82,7 @@ class Config:
 # -- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {"targets", "replay", "normalize", "endpoint", "rank", "report", "routes", "gate",
-             "history", "smtp", "dns", "redact", "auth", "tls", "breaker"}
+             "history", "notify", "smtp", "dns", "redact", "auth", "tls", "breaker"}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -118,6 +126,7 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
         routes=parse_routes(data.get("routes", {}), src),
         gate=parse_gate(data.get("gate", {}), src),
         history=parse_history(data.get("history", {}), src),
+        notify=parse_notify(data.get("notify", {}), src),
         redact=parse_redact(data.get("redact", {}), src),
         source=src,
     )

@@ -10,12 +10,16 @@
    gate, whose exit code and one-line verdict replace the summary's. Every key it adds
    is additive to summary.json (docs/report-schema.md).
 3. the reports are written (`write_junit` too, when asked);
-4. `record` last: a run that could not write its reports is not in the history.
+4. `notify` once they exist, so the message points at files that are there: when the run
+   meets `[notify] when`, every target gets the message, and what each delivery did is
+   added to summary.json (`notifications`); a failed delivery never changes the exit code;
+5. `record` last: a run that could not write its reports is not in the history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowdiff.config import Config
-from shadowdiff.nightly.config import HistoryConfig, LatencyGate, history_path
+from shadowdiff.nightly.config import HistoryConfig, LatencyGate, NotifyConfig, history_path
 from shadowdiff.nightly.gates import GateResult, evaluate, parse_conditions
 from shadowdiff.nightly.history import Acceptance, History, SinceLast
 
@@ -180,3 +184,27 @@ def record(history: History | None, summary: Mapping[str, Any], out_dir: Path) -
     """Record the run last, once its reports exist (a no-op with --no-history)."""
     if history is not None:
         history.record(summary, str(out_dir))
+
+
+def notify(summary: MutableMapping[str, Any], paths: Mapping[str, Path],
+           cfg: NotifyConfig) -> dict[str, Any] | None:
+    """Send the run's notification when `cfg.when` says so; add `notifications` to the
+    summary (None, and nothing added, without targets). Never raises for a delivery."""
+    if not cfg.urls:
+        return None
+    from shadowdiff.nightly.deliver import Mail, deliver
+    from shadowdiff.nightly.notify import (build_message, mail_subject, render_text,
+                                           report_locations, triggered)
+
+    events = triggered(summary, cfg.when)
+    section: dict[str, Any] = {"when": list(cfg.when), "events": events, "deliveries": []}
+    if events:
+        where = {name: p for name, p in paths.items() if name in ("html", "markdown", "json")}
+        message = build_message(summary, report_locations(where, cfg.report_url), events,
+                                top=cfg.top)
+        body = message["shadowdiff"]
+        mail = Mail(mail_subject(body), render_text(body, chat=False))
+        payload = json.dumps(message, ensure_ascii=False).encode("utf-8")
+        section["deliveries"] = [d.as_dict() for d in deliver(cfg.urls, payload, mail, cfg)]
+    summary["notifications"] = section
+    return section

@@ -31,6 +31,7 @@ from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.routing import endpoint_function
 from shadowdiff.nightly.history import History
 from shadowdiff.pipeline.nightly import assess, open_history, record, stamp_run, write_junit
+from shadowdiff.pipeline.nightly import notify
 from shadowdiff.replay.runner import ReplayPolicy, select
 from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.journal import Journal
@@ -222,7 +223,7 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
               history: History | None, *, usage: Usage | None, progress: ProgressFn | None,
               templater: Templater | None, junit: Path | None, resume: bool,
               engine: _Engine) -> RunResult:
-    from shadowdiff.report import write_reports  # report pulls Jinja2; keep import local
+    from shadowdiff.report import write_reports, write_summary  # Jinja2: keep import local
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tally, state, book = Tally(config.report), RunState(), BreakerBook()
@@ -259,6 +260,8 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     paths = write_reports(out_dir, summary, examples)
     if junit is not None:
         paths["junit"] = write_junit(junit, summary, assessment)
+    if notify(summary, paths, config.notify) is not None:
+        write_summary(out_dir, summary)  # with what each delivery did
     record(history, summary, out_dir)
     return RunResult(summary, out_dir, paths, summary["exit_code"])
 

@@ -25,6 +25,7 @@ __all__ = [
     "render_markdown",
     "validate_summary",
     "write_reports",
+    "write_summary",
 ]
 
 #: Report name -> file name in the run directory.
@@ -57,6 +58,15 @@ def write_reports(
     except OSError as exc:
         raise ReportError(f"{run_dir}: cannot create the run directory: {exc.strerror or exc}") from exc
     return {name: _write_atomic(run_dir / REPORT_FILES[name], text) for name, text in texts.items()}
+
+
+def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
+    """Validate and write summary.json alone (a key added once the reports exist, such as
+    the notifications sent about them); the other reports are left as they are."""
+    problems = validate_summary(summary)
+    if problems:
+        raise ReportError("summary breaks the schema: " + "; ".join(problems[:10]))
+    return _write_atomic(Path(run_dir) / REPORT_FILES["json"], render_json(summary))
 
 
 def _write_atomic(path: Path, text: str) -> Path:

@@ -194,6 +194,12 @@ NIGHTLY_SPEC: dict[str, Any] = {
                          "confidence": _SHARE, "n_old": _INT, "n_new": _INT,
                          "description": str, "accepted": _Optional(_BOOL)}]}),
 }
+# `run --notify` (additive in version 1): present only when notification targets were set.
+NIGHTLY_SPEC["notifications"] = _Optional({
+    "when": [str], "events": [str],
+    "deliveries": [{"target": str, "kind": _one_of("http", "smtp"), "ok": _BOOL,
+                    "attempts": _INT, "status": (int, None), "error": (str, None),
+                    "elapsed_s": _NUM}]})
 SUMMARY_SPEC.update(NIGHTLY_SPEC)
 # The circuit breakers (issue 15), additive in version 1: older summaries lack them.
 _COUNTS = _Check("an object of endpoint -> integer",
