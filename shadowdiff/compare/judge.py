@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from shadowdiff.compare.rulebook import RuleSource
@@ -90,12 +91,18 @@ class _Pair:
     def _tree(self, response: Response, bodiless: bool) -> dict[str, Any]:
         # Equal bytes normalize to equal bodies: skip parsing, compare status and headers
         # (a changed Content-Type still shows there).
+        if bodiless and type(response.headers) is tuple:
+            return _head_tree(self.protocol, self.rules, response.status, response.headers)
         lifted = self.protocol.lift(replace(response, body=b"") if bodiless else response)
         return normalize(lifted, self.rules)
 
     def diff(self, other: Response) -> tuple[list[Divergence], dict[str, Any]]:
         """Divergences old -> other after the rules, and other's normalized tree."""
         bodiless = self.old.body == other.body
+        if bodiless and type(self.old.headers) is type(other.headers) is tuple:
+            found = _head_diff(self.protocol, self.rules, self.endpoint, self.old.status,
+                               self.old.headers, other.status, other.headers)
+            return list(found), _head_tree(self.protocol, self.rules, other.status, other.headers)
         tree = self._tree(other, bodiless)
         found = compare(self.old_tree(bodiless), tree, self.endpoint)
         return apply_tolerances(found, self.rules.tolerances), tree
@@ -108,6 +115,27 @@ class _Pair:
                       lift(replace(new, body=b"") if bodiless else new), self.endpoint)
         visible = {d.signature for d in shown}
         return tuple((d, explain(self.rules, d)) for d in raw if d.signature not in visible)
+
+
+# Why caches: most pairs have equal bodies, and then the verdict depends only on the two
+# status lines and header lists, which repeat from one exchange to the next (Date changes
+# once a second, ETag and Server not at all). lift, normalize and compare are pure
+# functions of these (and of the rules and endpoint), so each distinct head is lifted and
+# normalized once, and each distinct pair of heads compared once. Trees are never mutated
+# downstream (normalize copies on write), so sharing one is safe.
+@lru_cache(maxsize=4096)
+def _head_tree(protocol: Protocol, rules: Rules, status: int,
+               headers: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return normalize(protocol.lift(Response(status, headers)), rules)
+
+
+@lru_cache(maxsize=4096)
+def _head_diff(protocol: Protocol, rules: Rules, endpoint: str, old_status: int,
+               old_headers: tuple[tuple[str, str], ...], new_status: int,
+               new_headers: tuple[tuple[str, str], ...]) -> tuple[Divergence, ...]:
+    found = compare(_head_tree(protocol, rules, old_status, old_headers),
+                    _head_tree(protocol, rules, new_status, new_headers), endpoint)
+    return tuple(apply_tolerances(found, rules.tolerances))
 
 
 def compare_responses(old: Response, new: Response, endpoint: str, protocol: Protocol,
