@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -137,24 +138,39 @@ _RSS_WRAPPER = (
 )
 
 
+LAST_RUN: dict[str, float] = {}  # the last shadowdiff_run's wall and CPU seconds
+
+
 def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | None = None,
                    judge_replica: bool = True, workers: int = 1) -> tuple[float, float, dict]:
-    """(pairs/s, peak RSS MB of the driver, summary) of one `shadowdiff run` in a child process."""
+    """(pairs/s, peak RSS MB of the driver, summary) of one `shadowdiff run` in a child process.
+
+    Each run gets a history store of its own (a first run: no trend chart), so earlier
+    benchmark runs neither slow it down nor land in the working tree's reports/."""
     cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), "--old", old, "--new", new,
-           "--out", str(out), "--quiet", "--concurrency", "64", "--workers", str(workers)]
+           "--out", str(out), "--quiet", "--concurrency", "64", "--workers", str(workers),
+           "--history", str(out.parent / f"{out.name}-history.sqlite")]
     if replica:
         cmd += ["--old-replica", replica]
     env = dict(os.environ)
     if not judge_replica:
         env["SHADOWDIFF_BENCH_NO_NOISE"] = "1"
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
+    # The child and every process it waited for (Dask's workers): not nginx, not waited yet.
+    LAST_RUN.update(wall=elapsed, cpu=_children_cpu() - cpu_before)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rss_kb = int(re.findall(r"^RSS (\d+)$", proc.stderr, re.M)[-1])
     summary = json.loads((out / "summary.json").read_text())
     return summary["totals"]["replayed"] / elapsed, rss_kb / 1024.0, summary
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def check(summary: dict, n: int, kind: str) -> None:
@@ -195,6 +211,50 @@ def replica_mode(work: Path, old: str, new: str, replica: str, args: argparse.Na
               "(beyond the extra requests; budget +30%)")
 
 
+def fixed_costs(work: Path, old: str, new: str, workers: list[int]) -> dict[int, tuple[float, float]]:
+    """Wall and CPU seconds of a 1-exchange run per worker count: start-up (imports, a
+    LocalCluster), the certificate probe, reports, history; what a run costs besides its pairs."""
+    cap = work / "one.jsonl"
+    make_capture(cap, 1, "same")
+    out = {}
+    for w in workers:
+        shadowdiff_run(cap, old, new, work / f"out-one-{w}", workers=w)
+        out[w] = (LAST_RUN["wall"], LAST_RUN["cpu"])
+    return out
+
+
+def standard_mode(work: Path, old: str, new: str, ref: float | None,
+                  args: argparse.Namespace) -> None:
+    """Pairs/s end to end and in the steady state (fixed costs taken off), CPU per pair."""
+    counts = [int(w) for w in args.workers.split(",")]
+    fixed = fixed_costs(work, old, new, counts)
+    rows = []
+    for label, n, kind in (("identical", args.small, "same"), ("identical", args.large, "same"),
+                           ("differing", args.diff, "diff")):
+        cap = work / f"{kind}-{n}.jsonl"
+        make_capture(cap, n, kind)
+        for workers in counts:
+            rate, rss, summary = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}-{workers}",
+                                                workers=workers)
+            check(summary, n, kind)
+            fixed_wall, fixed_cpu = fixed[workers]
+            steady = n / max(LAST_RUN["wall"] - fixed_wall, 1e-9)
+            cpu_us = 1e6 * (LAST_RUN["cpu"] - fixed_cpu) / n
+            rows.append((label, n, workers, rate, steady, cpu_us, rss))
+    for w, (wall, cpu) in fixed.items():
+        print(f"fixed cost, {w} worker(s): {wall:.2f} s wall, {cpu:.2f} s CPU (a 1-exchange run)")
+    print(f"{'pairs':>10} {'exchanges':>10} {'workers':>8} {'pairs/s':>10} {'vs wrk':>7} "
+          f"{'steady/s':>9} {'vs wrk':>7} {'CPU/pair':>9} {'peak RSS':>9}")
+    for label, n, workers, rate, steady, cpu_us, rss in rows:
+        ratio = lambda r: f"{2 * r / ref:.2f}" if ref else "n/a"  # noqa: E731
+        print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {ratio(rate):>7} {steady:>9,.0f} "
+              f"{ratio(steady):>7} {cpu_us:>7.0f}µs {rss:>7.0f} MB")
+    print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s;\n"
+          " pairs/s is end to end; steady/s takes the 1-exchange run's wall time off; CPU/pair is\n"
+          " user+system of shadowdiff's processes, fixed cost taken off, nginx not included;\n"
+          " RSS is the driver's: each worker is a process of its own)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=10_000)
@@ -222,24 +282,7 @@ def main() -> None:
             return
         ref = wrk_rate(old)
         print(f"wrk -t1 -c32 on old nginx: {ref:,.0f} requests/s" if ref else "wrk: not installed")
-        rows = []
-        for label, n, kind in (("identical", args.small, "same"), ("identical", args.large, "same"),
-                               ("differing", args.diff, "diff")):
-            cap = work / f"{kind}-{n}.jsonl"
-            make_capture(cap, n, kind)
-            for workers in (int(w) for w in args.workers.split(",")):
-                rate, rss, summary = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}-{workers}",
-                                                    workers=workers)
-                check(summary, n, kind)
-                rows.append((label, n, workers, rate, rss))
-        print(f"{'pairs':>10} {'exchanges':>10} {'workers':>8} {'pairs/s':>10} {'req/s':>10} "
-              f"{'vs wrk':>7} {'peak RSS':>9}")
-        for label, n, workers, rate, rss in rows:
-            ratio = f"{2 * rate / ref:.2f}" if ref else "n/a"
-            print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {2 * rate:>10,.0f} {ratio:>7} "
-                  f"{rss:>7.0f} MB")
-        print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s;"
-              " RSS is the driver's: each worker is a process of its own)")
+        standard_mode(work, old, new, ref, args)
     finally:
         for p in procs:
             p.send_signal(signal.SIGQUIT)
