@@ -53,14 +53,21 @@ class _Connection(asyncio.Protocol):
         self.sent_at = 0.0
         self.closed = False
         self.lost = asyncio.Event()  # connection_lost ran: the socket itself is closed
+        self.parser = httptools.HttpResponseParser(self)
+        self.parser_ready = True    # between messages: llhttp reads the next one as it is
         self._reset_message(head_only=False)
 
     def _reset_message(self, *, head_only: bool) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        if not self.parser_ready:  # a HEAD answer or a failure left llhttp mid-message
+            self.parser = httptools.HttpResponseParser(self)
+        self.parser_ready = False
         self.head_only = head_only          # a HEAD response ends with its headers
-        self.headers: list[tuple[str, str]] = []
+        # Raw until the response is whole: decoding each header in its own callback cost
+        # two calls per header, and the body's chunks are joined once (no copy for one).
+        self.headers: list[tuple[bytes, bytes]] = []
         self.reason = ""
-        self.body = bytearray()
+        self.body: list[bytes] = []
+        self.body_size = 0
         self.headers_done = False
         self.keep_alive = False
         self.seen = 0               # bytes of this message received so far (head and framing)
@@ -100,7 +107,7 @@ class _Connection(asyncio.Protocol):
         self.reason += reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self.headers.append((name, value))
         if len(self.headers) > MAX_HEADERS:
             self._fail("too_large", f"more than {MAX_HEADERS} response headers")
 
@@ -119,8 +126,9 @@ class _Connection(asyncio.Protocol):
             self._complete()
 
     def on_body(self, chunk: bytes) -> None:
-        self.body += chunk
-        if len(self.body) > self.cap:
+        self.body.append(chunk)
+        self.body_size += len(chunk)
+        if self.body_size > self.cap:
             self._fail("too_large", f"body exceeds cap {self.cap} bytes")
 
     def on_message_complete(self) -> None:
@@ -128,6 +136,7 @@ class _Connection(asyncio.Protocol):
         if 100 <= status < 200:  # 100 Continue and friends: the final response follows
             self.headers, self.reason, self.headers_done = [], "", False
             return
+        self.parser_ready = True
         self._complete()
 
     # -- request cycle ---------------------------------------------------------------
@@ -154,15 +163,16 @@ class _Connection(asyncio.Protocol):
 
     def _framed_by_close(self) -> bool:
         names = {k.lower() for k, _ in self.headers}
-        return "content-length" not in names and "transfer-encoding" not in names
+        return b"content-length" not in names and b"transfer-encoding" not in names
 
     def _complete(self) -> None:
         # llhttp answers should_keep_alive() reliably only inside its callbacks: ask now.
         self.keep_alive = self.parser.should_keep_alive()
         self._stop_timer()
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(Response(self.parser.get_status_code(), tuple(self.headers),
-                                            bytes(self.body), time.perf_counter() - self.sent_at,
+            headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers])
+            self.waiter.set_result(Response(self.parser.get_status_code(), headers,
+                                            b"".join(self.body), time.perf_counter() - self.sent_at,
                                             self.reason))
 
     def _fail(self, kind: str, detail: str) -> None:
