@@ -3,9 +3,12 @@
 Two nginx instances (from Debian) on loopback serve a ~2 KB JSON document: identical on
 both for /same/N, differing in two fields for /diff/N. In one run this script measures
   1. wrk against old, same document (the raw request rate this machine allows);
-  2. shadowdiff run on 10k and 100k identical exchanges (pairs/s, peak RSS);
-  3. shadowdiff run on 10k differing exchanges (pairs/s);
-and prints each as a ratio to wrk's rate (requests/s; a pair is two requests).
+  2. shadowdiff run on 1 exchange, per worker count: the fixed cost of a run (start-up,
+     a LocalCluster's start, reports, history);
+  3. shadowdiff run on 10k and 100k identical exchanges, and on 2k and 10k differing ones
+     (pairs/s end to end, the marginal rate of the larger beside the smaller, CPU per pair,
+     peak RSS), for each of --workers (1 and 2);
+and prints each rate as a ratio to wrk's (requests/s; a pair is two requests).
 
 With `--replica` it starts a third nginx (old's replica, serving old's documents) and
 measures what noise measurement costs, on identical exchanges, on exchanges whose only
@@ -225,11 +228,14 @@ def fixed_costs(work: Path, old: str, new: str, workers: list[int]) -> dict[int,
 
 def standard_mode(work: Path, old: str, new: str, ref: float | None,
                   args: argparse.Namespace) -> None:
-    """Pairs/s end to end and in the steady state (fixed costs taken off), CPU per pair."""
+    """Pairs/s end to end, and marginal (the larger run's extra pairs over its extra seconds
+    beside the smaller run of the same kind: what start-up, reports and a LocalCluster's
+    start cost is taken off without assuming they add up), CPU per pair."""
     counts = [int(w) for w in args.workers.split(",")]
     fixed = fixed_costs(work, old, new, counts)
-    rows = []
+    rows, seen = [], {}
     for label, n, kind in (("identical", args.small, "same"), ("identical", args.large, "same"),
+                           ("differing", max(1, args.diff // 5), "diff"),
                            ("differing", args.diff, "diff")):
         cap = work / f"{kind}-{n}.jsonl"
         make_capture(cap, n, kind)
@@ -237,22 +243,26 @@ def standard_mode(work: Path, old: str, new: str, ref: float | None,
             rate, rss, summary = shadowdiff_run(cap, old, new, work / f"out-{kind}-{n}-{workers}",
                                                 workers=workers)
             check(summary, n, kind)
-            fixed_wall, fixed_cpu = fixed[workers]
-            steady = n / max(LAST_RUN["wall"] - fixed_wall, 1e-9)
-            cpu_us = 1e6 * (LAST_RUN["cpu"] - fixed_cpu) / n
-            rows.append((label, n, workers, rate, steady, cpu_us, rss))
+            wall, cpu = LAST_RUN["wall"], LAST_RUN["cpu"]
+            smaller = seen.get((kind, workers))
+            marginal = ((n - smaller[0]) / max(wall - smaller[1], 1e-9)
+                        if smaller and smaller[0] < n else None)
+            seen[(kind, workers)] = (n, wall, cpu)
+            rows.append((label, n, workers, rate, marginal, 1e6 * (cpu - fixed[workers][1]) / n, rss))
     for w, (wall, cpu) in fixed.items():
         print(f"fixed cost, {w} worker(s): {wall:.2f} s wall, {cpu:.2f} s CPU (a 1-exchange run)")
     print(f"{'pairs':>10} {'exchanges':>10} {'workers':>8} {'pairs/s':>10} {'vs wrk':>7} "
-          f"{'steady/s':>9} {'vs wrk':>7} {'CPU/pair':>9} {'peak RSS':>9}")
-    for label, n, workers, rate, steady, cpu_us, rss in rows:
-        ratio = lambda r: f"{2 * r / ref:.2f}" if ref else "n/a"  # noqa: E731
-        print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {ratio(rate):>7} {steady:>9,.0f} "
-              f"{ratio(steady):>7} {cpu_us:>7.0f}µs {rss:>7.0f} MB")
+          f"{'marginal':>9} {'vs wrk':>7} {'CPU/pair':>9} {'peak RSS':>9}")
+    ratio = lambda r: f"{2 * r / ref:.2f}" if ref and r else "n/a"  # noqa: E731
+    for label, n, workers, rate, marginal, cpu_us, rss in rows:
+        shown = f"{marginal:>9,.0f}" if marginal else f"{'':>9}"
+        print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {ratio(rate):>7} {shown} "
+              f"{ratio(marginal) if marginal else '':>7} {cpu_us:>7.0f}µs {rss:>7.0f} MB")
     print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s;\n"
-          " pairs/s is end to end; steady/s takes the 1-exchange run's wall time off; CPU/pair is\n"
-          " user+system of shadowdiff's processes, fixed cost taken off, nginx not included;\n"
-          " RSS is the driver's: each worker is a process of its own)")
+          " pairs/s is end to end; marginal is (n - n_smaller) / (t - t_smaller) beside the row\n"
+          " above of the same kind and workers; CPU/pair is user+system of shadowdiff's processes\n"
+          " less a 1-exchange run's, nginx not included; RSS is the driver's: each worker is a\n"
+          " process of its own)")
 
 
 def main() -> None:
