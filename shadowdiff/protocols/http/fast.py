@@ -15,7 +15,7 @@ import asyncio
 import re
 import ssl
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +32,13 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: headers together, and how many headers. Bodies stop at `max_body_bytes`, time at the timeout.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
+
+
+def request_is_unsafe(method: str, target: str, headers: list[tuple[str, str]]) -> bool:
+    """Whether a method, target or header could smuggle a line break onto the wire (or a
+    downstream HTTP/1.1 hop, for HTTP/2): such a request is not sent."""
+    return bool(not _TOKEN.fullmatch(method) or _UNSAFE_TARGET.search(target)
+                or any(_UNSAFE.search(k) or _UNSAFE.search(v) for k, v in headers))
 
 
 class _Fault(Exception):
@@ -180,6 +187,7 @@ class FastSender:
         self.server_name = tls.server_name or self.host
         self.address = connect_to(tls, self.host, self.port)
         self._ssl = client_context(tls) if self.tls else None
+        self.sent_over: Counter[str] = Counter()   # what the summary reports per target
 
     def _headers(self, request: Request) -> list[tuple[str, str]]:
         headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
@@ -197,8 +205,7 @@ class FastSender:
     def _encode(self, request: Request) -> bytes:
         target = self.prefix + (request.target if request.target.startswith("/") else "/")
         headers = self._headers(request)
-        if (not _TOKEN.fullmatch(request.method) or _UNSAFE_TARGET.search(target)
-                or any(_UNSAFE.search(k) or _UNSAFE.search(v) for k, v in headers)):
+        if request_is_unsafe(request.method, target, headers):
             raise _Fault("error", "request not sent: its method, target or a header holds a line "
                                   "break or control character (damaged capture, or a smuggling attempt)")
         head = "\r\n".join([f"{request.method} {target} HTTP/1.1",
@@ -245,6 +252,7 @@ class FastSender:
     async def send(self, request: Request) -> Outcome:
         """One request, one outcome."""
         start = time.perf_counter()
+        self.sent_over["HTTP/1.1"] += 1
         async with self._slots:
             try:
                 async with asyncio.timeout(self.options.timeout_s):
