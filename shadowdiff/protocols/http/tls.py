@@ -2,9 +2,9 @@
 
 A target keeps its production URL (`https://shop.example.com`), so the name is what goes out
 as SNI and Host and what the certificate is verified against; `address` (or a curl-style
-`resolve` entry) says where to connect instead of resolving the name. Both senders
-(fast.py, aiohttp_sender.py) and the certificate probe (certs.py) use these settings the
-same way (and h2_sender.py), so a cutover can be rehearsed against the new system's real name, certificate and
+`resolve` entry) says where to connect instead of resolving the name. The senders (fast.py,
+aiohttp_sender.py, h2_sender.py) and the certificate probe (certs.py) use these settings the
+same way, so a cutover can be rehearsed against the new system's real name, certificate and
 virtual host (docs/cutover.md).
 """
 
