@@ -390,7 +390,7 @@ class H2Sender:
             try:
                 return await future
             except _Refused:
-                continue  # not processed by the server: go again on a fresh connection
+                continue  # not processed by the server: again (on a new connection after GOAWAY)
             finally:
                 conn.cancel(stream_id)
         raise Fault("reset", f"the server refused the stream {_ATTEMPTS} times unprocessed")
@@ -466,7 +466,8 @@ class VersionRouter:
     @property
     def sent_over(self) -> Counter[str]:
         """Requests sent per HTTP version (summary `tls.targets.<role>.replayed_over_counts`)."""
-        return self.http2.sent_over + getattr(self.http1, "sent_over", Counter())
+        http1: Counter[str] = getattr(self.http1, "sent_over", None) or Counter()
+        return self.http2.sent_over + http1
 
     async def close(self) -> None:
         """Close both pools."""

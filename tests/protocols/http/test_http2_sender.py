@@ -191,3 +191,98 @@ def test_request_headers_become_http2_headers(servers: Servers) -> None:
     bad = exchange(H2Sender(f"https://shop.test:{servers.h2}", options(servers, servers.h2)),
                    h2_request("GET", "/", headers=(("X-Evil", "a\r\nInjected: 1"),)))[0]
     assert isinstance(bad, Failure) and bad.kind == "error" and "not sent" in bad.detail
+
+
+# -- faults nginx will not produce on demand: a small h2 server of the test's own --------------
+
+
+class _FakeH2(asyncio.Protocol):
+    """An HTTP/2 server (the h2 library, server side) that misbehaves as `mode` says:
+    `drop` closes the connection when a request arrives; `goaway` answers the first stream
+    of each connection and refuses the others with GOAWAY; `one` allows one stream at a time."""
+
+    connections = 0
+    most_open = 0
+
+    def __init__(self, mode: str) -> None:
+        import h2.config
+        import h2.connection
+        import h2.settings
+        self.mode = mode
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        if mode == "one":
+            self.h2.local_settings = h2.settings.Settings(
+                client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+        self.open: set[int] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        type(self).connections += 1
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.h2.initiate_connection()
+        self.transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        import h2.events
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                self._request(event.stream_id)
+        if not self.transport.is_closing():
+            self.transport.write(self.h2.data_to_send())
+
+    def _request(self, stream_id: int) -> None:
+        self.open.add(stream_id)
+        type(self).most_open = max(type(self).most_open, len(self.open))
+        if self.mode == "drop":
+            self.transport.close()
+        elif self.mode == "goaway" and stream_id > 1:
+            self.h2.close_connection(last_stream_id=1)
+        elif self.mode == "one":
+            asyncio.get_running_loop().call_later(0.01, self._answer, stream_id)
+        else:
+            self._answer(stream_id)
+
+    def _answer(self, stream_id: int) -> None:
+        self.open.discard(stream_id)
+        self.h2.send_headers(stream_id, [(":status", "200"), ("content-type", "text/plain")])
+        self.h2.send_data(stream_id, b"ok", end_stream=True)
+        if not self.transport.is_closing():
+            self.transport.write(self.h2.data_to_send())
+
+
+def fake_exchange(servers: Servers, mode: str, *requests: Request) -> list[Outcome]:
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*servers.ca.issue(f"fake-{mode}", ["shop.test"]))
+    context.set_alpn_protocols(["h2"])
+    _FakeH2.connections = _FakeH2.most_open = 0
+
+    async def go() -> list[Outcome]:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _FakeH2(mode), "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        sender = H2Sender(f"https://shop.test:{port}", options(servers, port, timeout_s=5))
+        try:
+            return list(await asyncio.gather(*(sender.send(r) for r in requests)))
+        finally:
+            await sender.close()
+            server.close()
+            await server.wait_closed()
+    return asyncio.run(go())
+
+
+def test_connection_loss_is_a_reset_failure(servers: Servers) -> None:
+    for outcome in fake_exchange(servers, "drop", h2_request(), h2_request()):
+        assert isinstance(outcome, Failure) and outcome.kind == "reset", outcome
+        assert "connection" in outcome.detail
+
+
+def test_streams_a_goaway_refused_go_again_on_a_new_connection(servers: Servers) -> None:
+    outcomes = fake_exchange(servers, "goaway", *[h2_request("GET", f"/{i}") for i in range(3)])
+    assert [ok(o).body for o in outcomes] == [b"ok"] * 3
+    assert _FakeH2.connections == 3   # each connection answered one stream
+
+
+def test_the_servers_max_concurrent_streams_is_respected(servers: Servers) -> None:
+    outcomes = fake_exchange(servers, "one", *[h2_request("GET", f"/{i}") for i in range(6)])
+    assert [ok(o).body for o in outcomes] == [b"ok"] * 6
+    assert _FakeH2.connections == 1 and _FakeH2.most_open == 1
