@@ -141,7 +141,6 @@ def test_more_streams_than_the_server_allows_wait_their_turn(servers: Servers) -
     sender = H2Sender(f"https://shop.test:{servers.h2}", options(servers, servers.h2))
     outcomes = exchange(sender, *[h2_request("GET", f"/many/{i}") for i in range(300)])
     assert all(ok(o) for o in outcomes) and sender.sent_over == {"HTTP/2": 300}
-    assert len(sender._old) == 0   # one connection did it all, closed by close()
 
 
 def test_a_wrong_name_fails_verification_over_h2_as_tls(servers: Servers) -> None:
@@ -154,11 +153,29 @@ def test_a_wrong_name_fails_verification_over_h2_as_tls(servers: Servers) -> Non
     assert isinstance(refused, Failure) and refused.kind == "refused"
 
 
-def test_a_timeout_is_a_failure_and_the_connection_goes_on(servers: Servers) -> None:
+def test_a_timeout_is_a_failure(servers: Servers) -> None:
     sender = H2Sender(f"https://shop.test:{servers.h2}",
                       options(servers, servers.h2, timeout_s=0.001))
     slow, = exchange(sender, h2_request("GET", "/files/big.bin"))
     assert isinstance(slow, Failure) and slow.kind == "timeout"
+
+
+def test_a_body_over_the_cap_is_too_large_and_the_connection_goes_on(servers: Servers) -> None:
+    sender = H2Sender(f"https://shop.test:{servers.h2}",
+                      options(servers, servers.h2, max_body_bytes=100_000))
+
+    async def go() -> tuple[Outcome, Outcome, bool]:
+        try:
+            big = await sender.send(h2_request("GET", "/files/big.bin"))
+            first = sender._conn
+            after = await sender.send(h2_request("GET", "/after"))
+            return big, after, first is not None and sender._conn is first
+        finally:
+            await sender.close()
+    big, after, same_connection = asyncio.run(go())
+    assert isinstance(big, Failure) and big.kind == "too_large" and "100000" in big.detail
+    assert b'"proto": "HTTP/2.0"' in ok(after).body
+    assert same_connection   # the stream was reset, not the connection
 
 
 def test_h2_answers_are_shaped_like_the_fast_senders(servers: Servers) -> None:
