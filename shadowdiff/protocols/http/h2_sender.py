@@ -61,15 +61,14 @@ class _Refused(Exception):
 class _Stream:
     """One request's state on a connection."""
 
-    __slots__ = ("future", "status", "headers", "body", "pending", "head_only")
+    __slots__ = ("future", "status", "headers", "body", "pending")
 
-    def __init__(self, future: asyncio.Future[Response], body: bytes, head_only: bool) -> None:
+    def __init__(self, future: asyncio.Future[Response], body: bytes) -> None:
         self.future = future
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.body = bytearray()
         self.pending = memoryview(body) if body else None   # request body not yet sent
-        self.head_only = head_only
 
 
 class _H2Connection(asyncio.Protocol):
@@ -107,6 +106,10 @@ class _H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
+        except h2.exceptions.DenialOfServiceError as exc:   # a header list past our SETTINGS
+            self._fail_all("too_large", f"response head passes {MAX_HEAD_BYTES} bytes: {exc}")
+            self.close()
+            return
         except (h2.exceptions.ProtocolError, ValueError) as exc:  # hpack errors are ValueErrors
             self._fail_all("invalid", f"HTTP/2 protocol error: {exc.__class__.__name__}: {exc}")
             self.close()
@@ -177,13 +180,14 @@ class _H2Connection(asyncio.Protocol):
         self.room.set()
 
     # -- the request cycle -------------------------------------------------------------
-    def start(self, headers: list[tuple[bytes, bytes]], body: bytes,
-              head_only: bool) -> tuple[int, asyncio.Future[Response]]:
-        """Open a stream for one request (the caller checked there is room)."""
+    def start(self, headers: list[tuple[bytes, bytes]],
+              body: bytes) -> tuple[int, asyncio.Future[Response]]:
+        """Open a stream for one request (the caller checked there is room). A HEAD's answer
+        ends with its headers: h2 knows the method from :method."""
         stream_id = self.h2.get_next_available_stream_id()
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.h2.send_headers(stream_id, headers, end_stream=not body)
-        self.streams[stream_id] = _Stream(future, body, head_only)
+        self.streams[stream_id] = _Stream(future, body)
         self._pump(stream_id)
         self._update_room()
         if not self._flush_soon:   # one TLS write for every stream opened in this loop turn
@@ -386,7 +390,7 @@ class H2Sender:
         headers = self._headers(request)
         for _ in range(_ATTEMPTS):
             conn = await self._connection()
-            stream_id, future = conn.start(headers, request.body, request.method == "HEAD")
+            stream_id, future = conn.start(headers, request.body)
             try:
                 return await future
             except _Refused:

@@ -216,7 +216,8 @@ def test_request_headers_become_http2_headers(servers: Servers) -> None:
 class _FakeH2(asyncio.Protocol):
     """An HTTP/2 server (the h2 library, server side) that misbehaves as `mode` says:
     `drop` closes the connection when a request arrives; `goaway` answers the first stream
-    of each connection and refuses the others with GOAWAY; `one` allows one stream at a time."""
+    of each connection and refuses the others with GOAWAY; `one` allows one stream at a time;
+    `huge` answers with a 70 KB header (past MAX_HEAD_BYTES, 64 KiB)."""
 
     connections = 0
     most_open = 0
@@ -260,7 +261,8 @@ class _FakeH2(asyncio.Protocol):
 
     def _answer(self, stream_id: int) -> None:
         self.open.discard(stream_id)
-        self.h2.send_headers(stream_id, [(":status", "200"), ("content-type", "text/plain")])
+        extra = [("x-huge", "a" * 70_000)] if self.mode == "huge" else []
+        self.h2.send_headers(stream_id, [(":status", "200"), ("content-type", "text/plain"), *extra])
         self.h2.send_data(stream_id, b"ok", end_stream=True)
         if not self.transport.is_closing():
             self.transport.write(self.h2.data_to_send())
@@ -303,3 +305,8 @@ def test_the_servers_max_concurrent_streams_is_respected(servers: Servers) -> No
     outcomes = fake_exchange(servers, "one", *[h2_request("GET", f"/{i}") for i in range(6)])
     assert [ok(o).body for o in outcomes] == [b"ok"] * 6
     assert _FakeH2.connections == 1 and _FakeH2.most_open == 1
+
+
+def test_a_header_list_past_the_bound_is_too_large(servers: Servers) -> None:
+    outcome, = fake_exchange(servers, "huge", h2_request())
+    assert isinstance(outcome, Failure) and outcome.kind == "too_large", outcome
