@@ -1,6 +1,7 @@
 """The HTTP plugin object: the `Protocol` contract wired to endpoint naming
 (`endpoints.py`), message decoding and lifting (`message.py`) and the senders (`fast.py`
-by default, `aiohttp_sender.py`), which are imported only when a target opens.
+by default, `aiohttp_sender.py`, and `h2_sender.py` for exchanges captured as HTTP/2), which
+are imported only when a target opens.
 """
 
 from __future__ import annotations
@@ -68,5 +69,6 @@ class HttpProtocol:
             return http1
         from shadowdiff.protocols.http.h2_sender import H2Sender, VersionRouter
         return VersionRouter(H2Sender(target, options), http1, True if alpn == "h2" else None)
+
 
 PROTOCOL = HttpProtocol()
