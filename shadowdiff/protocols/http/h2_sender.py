@@ -178,6 +178,8 @@ class _H2Connection(asyncio.Protocol):
         if event.error_code != h2.errors.ErrorCodes.NO_ERROR:
             self._fail_all("reset", self.why)
         self.room.set()
+        if not self.streams:
+            self.close()   # nothing left to finish on it
 
     # -- the request cycle -------------------------------------------------------------
     def start(self, headers: list[tuple[bytes, bytes]],
