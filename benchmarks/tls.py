@@ -2,11 +2,16 @@
 HTTP and over HTTPS with the production name pinned (SNI + verification against a CA made
 here with `cryptography`), keep-alive, `--concurrency` requests in flight.
 
-    .venv/bin/python benchmarks/tls.py [--requests N] [--concurrency C] [--rounds K]
+    .venv/bin/python benchmarks/tls.py [--requests N] [--concurrency C] [--rounds K] [--pairs-only]
+
+Then pairs/s over HTTPS as a replay sends them (each exchange to old and to new at once, both
+senders to the same nginx): the fast sender (HTTP/1.1, a keep-alive pool) against the HTTP/2
+sender (exchanges captured as HTTP/2, one multiplexed connection per target), and their ratio.
 
 The senders run in this process on one event loop (uvloop when installed, as `run` does);
 nginx runs one worker. On a 2-core machine both share the cores: the figures are relative
-(plain vs TLS, fast vs aiohttp), not a capacity. The best of K rounds is kept.
+(plain vs TLS, fast vs aiohttp, HTTP/1.1 vs HTTP/2), not a capacity. The best of K rounds is
+kept.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -80,7 +86,7 @@ def start_nginx(work: Path, cert: Path, key: Path) -> tuple[subprocess.Popen[byt
 error_log {work}/error.log warn; events {{ worker_connections 1024; }}
 http {{ access_log off; {temps} keepalive_requests 1000000;
   server {{ listen 127.0.0.1:{plain}; location / {{ default_type application/json; return 200 '{body}'; }} }}
-  server {{ listen 127.0.0.1:{tls} ssl; server_name shop.test; ssl_certificate {cert};
+  server {{ listen 127.0.0.1:{tls} ssl http2; server_name shop.test; ssl_certificate {cert};
            ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;
            location / {{ default_type application/json; return 200 '{body}'; }} }}
 }}
@@ -117,16 +123,55 @@ async def rate(url: str, options: ReplayConfig, n: int, concurrency: int) -> flo
         await sender.close()
 
 
-def measure(url: str, options: ReplayConfig, args: argparse.Namespace) -> float:
+async def pair_rate(url: str, options: ReplayConfig, request: Request, n: int,
+                    concurrency: int) -> float:
+    """Exchanges/s with each sent to two senders (old and new) at once, as replay does."""
+    old, new = PROTOCOL.open_sender(url, options), PROTOCOL.open_sender(url, options)
+    left = n
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            for outcome in await asyncio.gather(old.send(request), new.send(request)):
+                if not isinstance(outcome, Response) or outcome.status != 200:
+                    raise SystemExit(f"{url}: {outcome}")
+    try:
+        await asyncio.gather(old.send(request), new.send(request))  # connect outside the timing
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return n / (time.perf_counter() - start)
+    finally:
+        await asyncio.gather(old.close(), new.close())
+
+
+def measure(url: str, options: ReplayConfig, args: argparse.Namespace,
+            request: Request | None = None) -> float:
     best = 0.0
     for _ in range(args.rounds):
         out: list[float] = []
 
         async def one() -> None:
-            out.append(await rate(url, options, args.requests, args.concurrency))
+            if request is None:
+                out.append(await rate(url, options, args.requests, args.concurrency))
+            else:
+                out.append(await pair_rate(url, options, request, args.requests, args.concurrency))
         run_loop(one())
         best = max(best, out[0])
     return best
+
+
+def pairs(url: str, options: ReplayConfig, args: argparse.Namespace) -> None:
+    """The fast sender and the HTTP/2 sender, pairs/s over TLS to the same nginx, and the ratio."""
+    h1 = Request("http", "GET", "/item", (("Host", "shop.test"),))
+    h2 = replace(h1, http_version="HTTP/2")
+    print(f"\n{'sender':>8} {'pairs/s':>11}   (HTTPS, {args.requests:,} exchanges to old and new, "
+          f"{args.concurrency} in flight, best of {args.rounds})")
+    fast = measure(url, options, args, h1)
+    print(f"{'fast':>8} {fast:>11,.0f}   HTTP/1.1", flush=True)
+    multiplexed = measure(url, options, args, h2)
+    print(f"{'h2':>8} {multiplexed:>11,.0f}   HTTP/2", flush=True)
+    print(f"h2 / fast = {multiplexed / fast:.2f}")
 
 
 def main() -> None:
@@ -134,6 +179,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="only the HTTP/1.1 vs HTTP/2 pairs/s over HTTPS")
     args = parser.parse_args()
     if not shutil.which("nginx"):
         raise SystemExit("benchmarks/tls.py needs nginx (apt-get install nginx-light)")
@@ -143,6 +190,11 @@ def main() -> None:
     proc, plain, tls_port = start_nginx(work, cert, key)
     try:
         pinned = TlsSettings(ca_bundle=str(ca), address=f"127.0.0.1:{tls_port}")
+        https = f"https://shop.test:{tls_port}"
+        if args.pairs_only:
+            pairs(https, ReplayConfig(concurrency=args.concurrency, host_header="target",
+                                      tls=pinned, alpn="h2"), args)
+            return
         print(f"{'client':>8} {'scheme':>6} {'requests/s':>11}   ({args.requests:,} requests, "
               f"{args.concurrency} in flight, best of {args.rounds})")
         for client in ("fast", "aiohttp"):
@@ -151,6 +203,8 @@ def main() -> None:
                                       ("https", f"https://shop.test:{tls_port}",
                                        ReplayConfig(**{**options.__dict__, "tls": pinned}))):
                 print(f"{client:>8} {scheme:>6} {measure(url, opts, args):>11,.0f}", flush=True)
+        pairs(https, ReplayConfig(concurrency=args.concurrency, host_header="target", tls=pinned,
+                                  alpn="h2"), args)   # alpn: as the pre-run probe would say
     finally:
         proc.send_signal(signal.SIGQUIT)
         proc.wait(10)

@@ -121,10 +121,31 @@ class Request:
     """Ordered (name, value) pairs, duplicates kept."""
     body: bytes = b""
     """Raw body bytes, exactly as captured."""
+    http_version: str = "HTTP/1.1"
+    """`HTTP/1.0`, `HTTP/1.1` (also when the capture does not say) or `HTTP/2`."""
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
         return first_header(self.headers, name)
+
+
+#: The HTTP versions a Request records (`http_version`), the default first.
+HTTP_VERSIONS: tuple[str, ...] = ("HTTP/1.1", "HTTP/1.0", "HTTP/2")
+
+
+def http_version(text: str | None) -> str:
+    """A capture's spelling of an HTTP version as one of HTTP_VERSIONS; anything unknown
+    (HTTP/3, empty, garbage) is HTTP/1.1, which is what the fast sender speaks.
+
+    >>> http_version("h2"), http_version("HTTP/2.0"), http_version("http/1.0")
+    ('HTTP/2', 'HTTP/2', 'HTTP/1.0')
+    """
+    t = (text or "").strip().upper()
+    if t in ("H2", "HTTP/2", "HTTP/2.0", "H2C"):
+        return "HTTP/2"
+    if t in ("HTTP/1.0", "HTTP/1"):
+        return "HTTP/1.0"
+    return "HTTP/1.1"
 
 
 @fast_init

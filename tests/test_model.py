@@ -34,7 +34,7 @@ RESP = Response(201, (("X", "1"),), b"{}", 0.25, "Created")
 
 # One call per record giving every field a distinct value, positionally.
 FULL: list[tuple[type, tuple[Any, ...]]] = [
-    (Request, ("http", "POST", "/orders", (("Host", "a"), ("A", "b")), b"body")),
+    (Request, ("http", "POST", "/orders", (("Host", "a"), ("A", "b")), b"body", "HTTP/2")),
     (Response, (404, (("X", "1"),), b"nope", 0.5, "Not Found")),
     (Failure, ("timeout", "no answer", 3.0)),
     (Exchange, ("pcap-7", REQ, RESP, "pcap:x.pcap#7", 12.5, 3,
@@ -186,3 +186,13 @@ def test_fast_init_refuses_what_it_does_not_reproduce(case: str) -> None:
         cls = dataclass(**options)(cls)
     with pytest.raises(TypeError):
         fast_init(cls)
+
+
+@pytest.mark.parametrize(("spelling", "version"), [
+    ("HTTP/2", "HTTP/2"), ("h2", "HTTP/2"), ("HTTP/2.0", "HTTP/2"), (" http/2.0 ", "HTTP/2"),
+    ("HTTP/1.0", "HTTP/1.0"), ("HTTP/1.1", "HTTP/1.1"), ("", "HTTP/1.1"), (None, "HTTP/1.1"),
+    ("HTTP/3", "HTTP/1.1"), ("garbage", "HTTP/1.1")])
+def test_http_version_spellings(spelling: str | None, version: str) -> None:
+    from shadowdiff.model import HTTP_VERSIONS, http_version
+    assert http_version(spelling) == version and version in HTTP_VERSIONS
+    assert Request("http", "GET", "/").http_version == "HTTP/1.1"   # unknown: what 1.1 senders speak

@@ -90,7 +90,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _server_block(port: int, vhost: VHost, default: bool, http2: bool, protocols: str) -> str:
+def _server_block(port: int, vhost: VHost, default: bool, http2: bool, protocols: str,
+                  prefix: Path) -> str:
     cert, key = vhost.cert
     mtls = (f"ssl_client_certificate {vhost.client_ca}; ssl_verify_client on;"
             if vhost.client_ca else "")
@@ -102,6 +103,7 @@ def _server_block(port: int, vhost: VHost, default: bool, http2: bool, protocols
         ssl_certificate {cert};
         ssl_certificate_key {key};
         {mtls}
+        location /files/ {{ alias {prefix}/files/; }}
         location / {{
             default_type application/json;
             return 200 '{{"vhost": "{vhost.body}", "host": "$host", "sni": "$ssl_server_name", "proto": "$server_protocol", "client": "$ssl_client_s_dn"}}';
@@ -110,10 +112,16 @@ def _server_block(port: int, vhost: VHost, default: bool, http2: bool, protocols
 
 
 def nginx_conf(prefix: Path, port: int, vhosts: Sequence[VHost], http2: bool = False,
-               protocols: str = "TLSv1.2 TLSv1.3") -> str:
+               protocols: str = "TLSv1.2 TLSv1.3", access_log: bool = False) -> str:
     """A private-prefix nginx (RECIPES.md) with `vhosts` on one port, the first the default.
-    `http2` offers h2 by ALPN: Debian 12's nginx 1.22 sets it per port, not per vhost."""
-    blocks = "".join(_server_block(port, v, i == 0, http2, protocols) for i, v in enumerate(vhosts))
+    `http2` offers h2 by ALPN: Debian 12's nginx 1.22 sets it per port, not per vhost.
+    `access_log` writes PREFIX/access.log, one `$server_protocol $request_method $request_uri
+    $status` line a request: what protocol each request really came over. Every vhost serves
+    PREFIX/files/ under /files/ (static files: Content-Length, ETag, Last-Modified)."""
+    blocks = "".join(_server_block(port, v, i == 0, http2, protocols, prefix)
+                     for i, v in enumerate(vhosts))
+    log = (f"log_format proto '$server_protocol $request_method $request_uri $status';\n"
+           f"    access_log {prefix}/access.log proto;" if access_log else "access_log off;")
     temps = "".join(f"    {name}_temp_path {prefix}/{name};\n"
                     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""daemon off;
@@ -122,7 +130,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
+    {log}
 {temps}    keepalive_requests 100000;
 {blocks}
 }}
@@ -131,13 +139,14 @@ http {{
 
 @contextmanager
 def tls_nginx(prefix: Path, vhosts: Sequence[VHost], http2: bool = False,
-              protocols: str = "TLSv1.2 TLSv1.3") -> Iterator[int]:
+              protocols: str = "TLSv1.2 TLSv1.3", access_log: bool = False) -> Iterator[int]:
     """nginx serving `vhosts` over TLS on a free loopback port; yields the port."""
     binary = require_tool("nginx")
     port = free_port()
-    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "files"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
-    (prefix / "nginx.conf").write_text(nginx_conf(prefix, port, vhosts, http2, protocols))
+    (prefix / "nginx.conf").write_text(nginx_conf(prefix, port, vhosts, http2, protocols,
+                                                  access_log))
     log = prefix / "error.log"
     with open(prefix / "stderr.log", "wb") as stderr:  # config errors come before error_log
         proc = subprocess.Popen([binary, "-c", str(prefix / "nginx.conf"), "-p", str(prefix)],

@@ -26,7 +26,7 @@ import orjson
 
 from shadowdiff.files import open_maybe_gzip
 from shadowdiff.errors import CaptureError
-from shadowdiff.model import Exchange, Headers, Request, Response
+from shadowdiff.model import Exchange, Headers, Request, Response, http_version
 
 # HAR writers put the "log" object first (and alone) at the top level.
 _HAR_START = re.compile(rb'\A\{\s*"log"\s*:\s*\{')
@@ -180,8 +180,10 @@ def _request(req: dict[str, Any], e: _Entry, marks: list[str]) -> Request:
         # Replay needs the original Host; HTTP/2 HARs carry it only as :authority or the URL.
         headers = (("Host", authority or url_authority),) + headers
     body = _request_body(req, e, marks)
+    version = req.get("httpVersion")  # informative in HAR: a tool's odd value is HTTP/1.1
     return Request(protocol="http", method=method.upper(), target=target, headers=headers,
-                   body=body)
+                   body=body,
+                   http_version=http_version(version if isinstance(version, str) else None))
 
 
 def _request_body(req: dict[str, Any], e: _Entry, marks: list[str]) -> bytes:

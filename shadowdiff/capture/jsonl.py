@@ -21,7 +21,7 @@ import orjson
 
 from shadowdiff.errors import CaptureError
 from shadowdiff.files import READ_ERRORS, open_maybe_gzip, truncated
-from shadowdiff.model import Exchange, Failure, Outcome, Request, Response
+from shadowdiff.model import HTTP_VERSIONS, Exchange, Failure, Outcome, Request, Response
 from shadowdiff.scrub import Redactor
 
 FORMAT_NAME = "shadowdiff-capture"
@@ -67,6 +67,8 @@ def exchange_to_dict(ex: Exchange) -> dict[str, Any]:
         "headers": [list(h) for h in req.headers],
     }
     request.update(_encode_body(req.body))
+    if req.http_version != "HTTP/1.1":  # the default is not written: older files stay as they were
+        request["http_version"] = req.http_version
     out: dict[str, Any] = {"id": ex.id, "request": request}
     if ex.recorded is not None:
         out["recorded"] = _encode_response(ex.recorded)
@@ -124,12 +126,19 @@ def _decode_outcome(obj: dict[str, Any]) -> Outcome:
     return _decode_response(obj)
 
 
+def _decode_version(req: dict[str, Any]) -> str:
+    version = req.get("http_version", "HTTP/1.1")
+    if version not in HTTP_VERSIONS:
+        raise ValueError(f"'http_version' must be one of {', '.join(HTTP_VERSIONS)}")
+    return str(version)
+
+
 def exchange_from_dict(obj: dict[str, Any]) -> Exchange:
     """Build an Exchange from one decoded line; raises KeyError/ValueError/TypeError."""
     req = obj["request"]
     request = Request(protocol=str(req.get("protocol", "http")), method=str(req["method"]),
                       target=str(req["target"]), headers=_decode_headers(req),
-                      body=_decode_body(req))
+                      body=_decode_body(req), http_version=_decode_version(req))
     recorded = obj.get("recorded")
     observed = obj.get("observed") or {}
     return Exchange(

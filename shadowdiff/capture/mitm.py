@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from shadowdiff.files import open_maybe_gzip
 from shadowdiff.errors import CaptureError, PluginError
-from shadowdiff.model import Exchange, Headers, Request, Response
+from shadowdiff.model import Exchange, Headers, Request, Response, http_version
 
 # A flow file is a sequence of tnetstring dicts: `LEN:` then the first key, a short name such
 # as `version` or `websocket`, as a tnetstring `LEN:name` tagged `;` (str) or `,` (bytes).
@@ -140,7 +140,7 @@ def _exchange(flow: Any, index: int, name: str) -> Exchange:
     return Exchange(
         id=f"mitm-{index}",
         request=Request(protocol="http", method=method, target=target, headers=headers,
-                        body=body or b""),
+                        body=body or b"", http_version=http_version(flow_text(req.data.http_version))),
         recorded=recorded, source=f"mitm:{name}#{index}",
         seen_at=float(req.timestamp_start or 0.0), marks=tuple(marks))
 

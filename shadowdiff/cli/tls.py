@@ -24,6 +24,9 @@ TLS_OPTIONS = [
                  help="The client certificate's private key."),
     click.option("--insecure", is_flag=True,
                  help="Do not verify certificates (the report says so in its header)."),
+    click.option("--http2", type=click.Choice(["auto", "off"]),
+                 help="auto: exchanges captured as HTTP/2 go over HTTP/2 to an HTTPS target "
+                 "that offers h2 by ALPN; off: everything over HTTP/1.1 [auto]."),
 ]
 
 

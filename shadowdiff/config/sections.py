@@ -13,7 +13,7 @@ from shadowdiff.errors import ConfigError
 from shadowdiff.rank.options import RankConfig
 from shadowdiff.redact import ReportConfig
 from shadowdiff.replay.breaker import BreakerConfig, check_breaker, parse_threshold
-from shadowdiff.replay.options import CLIENTS, ReplayConfig, Targets
+from shadowdiff.replay.options import CLIENTS, HTTP2_MODES, ReplayConfig, Targets
 
 
 def parse_targets(table: Any, src: str) -> Targets:
@@ -35,7 +35,7 @@ def check_targets(targets: Targets, src: str = "<flags>") -> Targets:
 def parse_replay(table: Any, src: str) -> ReplayConfig:
     p = "replay."
     check_keys(table, {"concurrency", "rate", "timeout_s", "methods", "host_header", "headers",
-                        "max_body_bytes", "client", "smtp_deliver"}, p, src)
+                        "max_body_bytes", "client", "smtp_deliver", "http2"}, p, src)
     base = ReplayConfig()
     headers = typed(table, "headers", dict, p, src, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -51,6 +51,7 @@ def parse_replay(table: Any, src: str) -> ReplayConfig:
         max_body_bytes=typed(table, "max_body_bytes", int, p, src, base.max_body_bytes),
         client=typed(table, "client", str, p, src, base.client),
         smtp_deliver=typed(table, "smtp_deliver", bool, p, src, base.smtp_deliver),
+        http2=typed(table, "http2", str, p, src, base.http2),
     )
     return check_replay(cfg, src)
 
@@ -99,6 +100,8 @@ def check_replay(cfg: ReplayConfig, src: str = "<flags>") -> ReplayConfig:
         raise ConfigError("must be positive", path=src, key="replay.timeout_s")
     if cfg.client not in CLIENTS:
         raise ConfigError(f"must be one of {', '.join(CLIENTS)}", path=src, key="replay.client")
+    if cfg.http2 not in HTTP2_MODES:
+        raise ConfigError(f"must be one of {', '.join(HTTP2_MODES)}", path=src, key="replay.http2")
     if cfg.max_body_bytes < 1:
         raise ConfigError("must be positive", path=src, key="replay.max_body_bytes")
     problem = check_breaker(cfg.breaker)

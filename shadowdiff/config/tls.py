@@ -67,7 +67,8 @@ def check_tls(tls: TlsSettings, src: str = "<flags>", prefix: str = "tls.") -> T
 
 
 def tls_flags(replay: ReplayConfig, flags: dict[str, Any]) -> ReplayConfig:
-    """`replay` with the TLS flags laid over `[tls]` and over every `[tls.<role>]`.
+    """`replay` with the TLS flags laid over `[tls]` and over every `[tls.<role>]`, and
+    `--http2` over `[replay] http2`.
 
     `--resolve [ROLE=]NAME:PORT:ADDR` (repeatable) applies to every role, or to one when it
     starts with `old=`, `new=` or `old_replica=`; `--old-address` and the like pin one role.
@@ -87,6 +88,8 @@ def tls_flags(replay: ReplayConfig, flags: dict[str, Any]) -> ReplayConfig:
             raise ConfigError(str(exc), key="--resolve") from exc
         resolve.setdefault(role if sep else None, []).append(rest if sep else entry)
     addresses = {role: flags.get(f"{role}_address") for role in _ROLES}
+    if flags.get("http2"):
+        replay = replace(replay, http2=flags["http2"])
     if not (common or resolve or any(addresses.values())):
         return replay
 

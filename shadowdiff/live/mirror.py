@@ -30,7 +30,7 @@ from typing import Any
 from shadowdiff.capture.mitm import flow_headers, flow_text
 from shadowdiff.errors import PluginError, ShadowdiffError
 from shadowdiff.live.queue import Mirror, MirrorSettings
-from shadowdiff.model import Failure, Outcome, Request, Response
+from shadowdiff.model import Failure, Outcome, Request, Response, http_version
 from shadowdiff.scrub import RedactConfig
 
 ReadyFn = Callable[[str, int], None]
@@ -75,7 +75,8 @@ def flow_request(flow: Any) -> Request:
         headers = (("Host", req.host_header),) + headers  # HTTP/2 keeps it in :authority
     return Request(protocol="http", method=flow_text(req.data.method),
                    target=flow_text(req.data.path),
-                   headers=headers, body=req.raw_content or b"")
+                   headers=headers, body=req.raw_content or b"",
+                   http_version=http_version(flow_text(req.data.http_version)))
 
 
 def flow_outcome(flow: Any) -> Outcome:

@@ -70,6 +70,34 @@ def tls_section(protocol: Protocol, config: Config) -> dict[str, Any] | None:
             "insecure": [role for role, facts in targets.items() if facts["insecure"]]}
 
 
+def with_alpn(config: Config, tls: Mapping[str, Any] | None) -> Config:
+    """`config` with what the pre-run probe learned of each HTTPS target's ALPN (`tls`),
+    so the senders, here or in a worker, know which targets speak h2 without a handshake."""
+    if not tls:
+        return config
+    learned = tuple((role, facts.get("alpn") or "") for role, facts in tls["targets"].items()
+                    if "tls_version" in facts)   # a handshake happened: its choice is known
+    return replace(config, replay=replace(config.replay, alpn_roles=learned))
+
+
+def finish_tls(tls: dict[str, Any] | None, sent: Mapping[str, Mapping[str, int]],
+               config: Config) -> dict[str, Any] | None:
+    """`tls` with what the replay really spoke to each HTTPS target: `replayed_over`
+    ("HTTP/2", "HTTP/1.1" or "HTTP/2 and HTTP/1.1"), the requests sent over each, and why
+    HTTP/2 was or was not used (`http2`: used, off, not_offered, not_captured)."""
+    if not tls:
+        return tls
+    for role, facts in tls["targets"].items():
+        counts = {v: int(sent.get(role, {}).get(v, 0)) for v in ("HTTP/2", "HTTP/1.1")}
+        used = [v for v, n in counts.items() if n]
+        facts["replayed_over"] = " and ".join(used) if used else facts.get("replayed_over", "HTTP/1.1")
+        facts["replayed_over_counts"] = counts
+        facts["http2"] = ("off" if config.replay.http2 == "off" else
+                          "not_offered" if facts.get("alpn") != "h2" else
+                          "used" if counts["HTTP/2"] else "not_captured")
+    return tls
+
+
 def breakers_apply(protocol: Protocol, config: Config) -> bool:
     """Whether this run's targets get circuit breakers. Not SMTP: a session is replayed as one
     conversation, and holding back some of its steps would judge a conversation no MTA had."""
@@ -136,6 +164,8 @@ async def judged(exchanges: Iterable[Exchange], config: Config, protocol: Protoc
             for log in breakers.finish():
                 book.add(log)
         await asyncio.gather(*(s.close() for s in senders.values()))
+        for role, sender in senders.items():
+            tally.add_sent(role, getattr(sender, "sent_over", None) or {})
 
 
 def run_loop(coro: Any) -> None:

@@ -35,7 +35,8 @@ from shadowdiff.pipeline.nightly import notify
 from shadowdiff.replay.runner import ReplayPolicy, select
 from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.journal import Journal
-from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop, tls_section
+from shadowdiff.pipeline.judging import (finish_tls, judged, replay_policy, result_line, run_loop,
+                                         tls_section, with_alpn)
 from shadowdiff.pipeline.summary import breaker_section, build_summary
 from shadowdiff.rank.tally import Tally
 
@@ -233,6 +234,7 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
     tls = None
     try:
         tls = tls_section(protocol, config)  # certificates, before any request is replayed
+        config = with_alpn(config, tls)      # and which targets speak h2: no handshake again
         journal.restore(tally, state, results)
         endpoint_of = endpoint_function(protocol.name, templater, protocol.endpoint_key)
         if engine.partitioned:
@@ -248,7 +250,7 @@ def _run_with(captures: tuple[str, ...], config: Config, out_dir: Path, protocol
         journal.close(keep=state.interrupted and not engine.partitioned)
     summary = build_summary(
         tally, usage or capture_usage(tally), state, config=config, captures=captures,
-        started_at=started_at, version=__version__, tls=tls)
+        started_at=started_at, version=__version__, tls=finish_tls(tls, tally.sent_over, config))
     summary["breakers"] = breaker_section(tally, book, config, protocol)
     stamp_run(summary, journal)
     assessment = assess(summary, {ep: s.latency for ep, s in tally.endpoints.items()},

@@ -158,8 +158,10 @@ def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     with dask.config.set({"distributed.admin.low-level-log-length": SCHEDULER_LOG_LENGTH}):
         if scheduler:
             return Client(scheduler, timeout="30s"), None
+        # ":0", not None: with None the scheduler's HTTP routes still take port 8787, and on
+        # a machine where another run holds it Dask warns and moves (an error under tests).
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         return Client(cluster), cluster
 
 

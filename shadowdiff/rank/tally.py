@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,12 @@ class Tally:
         self._diverged_streamed: Counter[str] = Counter()
         self._settled = 0
         self._rng = random.Random(seed)
+        # role -> requests sent per HTTP version (summary tls.targets.<role>.replayed_over_counts)
+        self.sent_over: dict[str, Counter[str]] = {}
+
+    def add_sent(self, role: str, counts: Mapping[str, int]) -> None:
+        """Count what a role's sender sent, per protocol version, when it closes."""
+        self.sent_over.setdefault(role, Counter()).update(counts)
 
     def add_skip(self, endpoint: str, exchange: Exchange, reason: str) -> None:
         self.endpoints[endpoint].captured += exchange.count
@@ -158,6 +165,8 @@ class Tally:
         self.noise.merge(other.noise)
         self.diverged_sets.update(other.diverged_sets)
         self._diverged_streamed.update(other._diverged_streamed)
+        for role, counts in other.sent_over.items():
+            self.add_sent(role, counts)
 
     def _merge_endpoint(self, mine: EndpointStats, theirs: EndpointStats) -> None:
         for name in ("captured", "replayed", "identical", "diverged", "failed"):

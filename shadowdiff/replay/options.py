@@ -14,6 +14,7 @@ from shadowdiff.protocols.smtp.config import SmtpConfig
 
 
 CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
+HTTP2_MODES: tuple[str, ...] = ("auto", "off")
 
 
 SAFE_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
@@ -62,12 +63,22 @@ class ReplayConfig:
     """`[tls]`: CA bundle, client certificate, insecure; after `for_role`, the role's own."""
     tls_roles: tuple[tuple[str, TlsSettings], ...] = ()
     """`[tls.<role>]` and `--old-address`...: each role's settings, `tls` already laid under."""
+    http2: str = "auto"
+    """`[replay] http2`, `--http2`: "auto" replays exchanges captured as HTTP/2 over HTTP/2
+    to an HTTPS target that offers h2 by ALPN; "off" sends everything over HTTP/1.1."""
+    alpn_roles: tuple[tuple[str, str], ...] = ()
+    """What the pre-run probe learned: each HTTPS role's ALPN choice ("" for none), so a
+    sender needs no handshake of its own to know whether the target speaks h2."""
+    alpn: str | None = None
+    """After `for_role`, the role's entry of `alpn_roles`; None when it was not probed."""
 
     def for_role(self, role: str) -> ReplayConfig:
         """These options with the role's `[auth]` headers laid over `headers`, and the
         role's TLS settings and pinned address as `tls`."""
         own_tls = dict(self.tls_roles).get(role)
         cfg = replace(self, tls=own_tls, tls_roles=()) if own_tls is not None else self
+        if self.alpn_roles:
+            cfg = replace(cfg, alpn=dict(self.alpn_roles).get(role), alpn_roles=())
         extra = dict(self.auth).get(role, ())
         if not extra:
             return cfg

@@ -225,7 +225,10 @@ _TLS_FACTS = {"address": str, "server_name": str, "verified": _BOOL, "insecure":
               "error": (str, None), "tls_version": _OPT_STR, "alpn": _OPT_STR,
               "issuer": _OPT_STR, "subject": _OPT_STR, "subject_names": _Optional(_Nullable([str])),
               "not_before": _OPT_STR, "not_after": _OPT_STR, "sha256": _OPT_STR,
-              "replayed_over": _Optional(str)}
+              "replayed_over": _Optional(_one_of("HTTP/2", "HTTP/1.1", "HTTP/2 and HTTP/1.1")),
+              # what the replay really spoke (HTTP/2 replay, issue 14): additive, optional
+              "replayed_over_counts": _Optional({"HTTP/2": _INT, "HTTP/1.1": _INT}),
+              "http2": _Optional(_one_of("used", "off", "not_offered", "not_captured"))}
 SUMMARY_SPEC["tls"] = _Optional({
     "targets": {role: _Optional(_TLS_FACTS) for role in ROLES},
     "divergences": [{"key": str, "kind": _one_of(*TLS_DIVERGENCE_KINDS), "fact": str,

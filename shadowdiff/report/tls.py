@@ -29,11 +29,28 @@ def fact_text(facts: Mapping[str, Any] | None, fact: str) -> str:
         if facts.get("error"):
             return f"no: {facts['error']}"
         return "NOT CHECKED (--insecure)" if facts.get("insecure") else "yes"
+    if fact == "replayed_over":
+        return _replayed_over(facts)
     if isinstance(value, list):
         return ", ".join(value) or "(none)"
     if fact == "sha256" and value:
         return str(value)[:16] + "…"
     return "—" if value is None else str(value)
+
+
+#: Why HTTP/2 was or was not spoken to a target (summary `http2`), in words.
+HTTP2_WHY = {"off": "HTTP/2 off (--http2 off)",
+             "not_offered": "the target does not offer h2 by ALPN",
+             "not_captured": "no exchange was captured as HTTP/2"}
+
+
+def _replayed_over(facts: Mapping[str, Any]) -> str:
+    """`HTTP/2 (12), HTTP/1.1 (3)`, and why not HTTP/2 when it was not spoken."""
+    counts = facts.get("replayed_over_counts")
+    text = (", ".join(f"{v} ({n})" for v, n in counts.items() if n) if counts and any(counts.values())
+            else str(facts.get("replayed_over") or "—"))
+    why = HTTP2_WHY.get(facts.get("http2") or "")
+    return f"{text}; {why}" if why else text
 
 
 def insecure_warning(summary: Mapping[str, Any]) -> str | None:

@@ -108,6 +108,18 @@ def test_http2_pseudo_headers_dropped_authority_becomes_host(tmp_path: Path) -> 
     assert ex.recorded.headers == (("content-type", "application/json"),)
 
 
+@pytest.mark.parametrize("version, recorded", [
+    ("HTTP/2", "HTTP/2"), ("h2", "HTTP/2"), ("HTTP/2.0", "HTTP/2"), ("http/2.0", "HTTP/2"),
+    ("HTTP/1.1", "HTTP/1.1"), ("HTTP/1.0", "HTTP/1.0"), ("", "HTTP/1.1"), ("h3", "HTTP/1.1"),
+    (None, "HTTP/1.1"), (2, "HTTP/1.1")])
+def test_http_version_is_recorded_normalised(tmp_path: Path, version: Any, recorded: str) -> None:
+    request = {"method": "GET", "url": "https://api.example.test/", "headers": []}
+    if version is not None:
+        request["httpVersion"] = version
+    [ex] = read_har(write_har(tmp_path / "v.har", [entry(request=request)]))
+    assert ex.request.http_version == recorded
+
+
 def test_existing_host_header_is_kept(tmp_path: Path) -> None:
     e = entry(url="http://10.0.0.1/x", request={"headers": [{"name": "Host", "value": "orig"}]})
     [ex] = read_har(write_har(tmp_path / "h.har", [e]))

@@ -97,6 +97,15 @@ def test_http2_authority_becomes_host(tmp_path: Path) -> None:
     path = _write_flows(tmp_path / "h2.mitm", [tflow.tflow(req=req, resp=True)])
     [ex] = read_mitm(path)
     assert ex.request.headers == (("Host", "h2.example.test"), ("accept", "*/*"))
+    assert ex.request.http_version == "HTTP/2"   # replayed over HTTP/2 where offered
+
+
+def test_http_version_is_recorded_normalised(tmp_path: Path) -> None:
+    flows = [tflow.tflow(req=tutils.treq(http_version=v), resp=True)
+             for v in (b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/3")]
+    path = _write_flows(tmp_path / "v.mitm", flows)
+    assert [ex.request.http_version for ex in read_mitm(path)] == [
+        "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/1.1"]   # HTTP/3 replays as 1.1: no QUIC sender
 
 
 def test_gzipped_flow_file(tmp_path: Path) -> None:

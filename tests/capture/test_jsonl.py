@@ -61,6 +61,21 @@ def test_bad_lines_name_the_file_and_line(tmp_path, line, message):
         list(read_capture(path))
 
 
+def test_http_version_is_kept_and_the_default_not_written(tmp_path):
+    from dataclasses import replace
+    path = tmp_path / "v.jsonl"
+    plain, h2, old = make_exchange(), make_exchange(), make_exchange()
+    h2 = replace(h2, request=replace(h2.request, http_version="HTTP/2"))
+    old = replace(old, request=replace(old.request, http_version="HTTP/1.0"))
+    write_capture(path, [plain, h2, old])
+    lines = path.read_text().splitlines()
+    assert '"http_version"' not in lines[1] and '"http_version":"HTTP/2"' in lines[2]
+    assert [e.request.http_version for e in read_capture(path)] == ["HTTP/1.1", "HTTP/2", "HTTP/1.0"]
+    path.write_text(lines[0] + "\n" + lines[2].replace('"HTTP/2"', '"SPDY/3"') + "\n")
+    with pytest.raises(CaptureError, match="http_version"):
+        list(read_capture(path))
+
+
 def test_header_checks(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"format": "shadowdiff-capture", "version": 99}\n')

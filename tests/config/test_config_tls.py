@@ -71,3 +71,26 @@ def test_address_and_resolve_syntax() -> None:
     assert parse_resolve("Shop.Test:443:[::1],10.0.0.5") == ("shop.test", 443, "::1")
     assert connect_to(TlsSettings(resolve=("*:443:10.0.0.8",)), "any.test", 443) == ("10.0.0.8", 443)
     assert connect_to(TlsSettings(), "shop.test", 443) == ("shop.test", 443)
+
+
+def test_http2_is_auto_off_in_the_file_or_by_flag() -> None:
+    assert config_from_dict({}).replay.http2 == "auto"
+    assert config_from_dict({"replay": {"http2": "off"}}).replay.http2 == "off"
+    assert build_config(None, http2="off").replay.http2 == "off"
+    with pytest.raises(ConfigError, match="auto, off") as err:
+        config_from_dict({"replay": {"http2": "on"}})
+    assert err.value.key == "replay.http2"
+
+
+def test_the_probes_alpn_reaches_each_roles_options() -> None:
+    from dataclasses import replace
+
+    from shadowdiff.pipeline.judging import with_alpn
+    cfg = build_config(None, old="https://shop.test", new="https://shop.test")
+    tls = {"targets": {"old": {"tls_version": "TLSv1.3", "alpn": "h2"},
+                       "new": {"tls_version": "TLSv1.3", "alpn": None},
+                       "old_replica": {"error": "cannot connect: refused"}}}
+    learned = with_alpn(cfg, tls).replay
+    assert learned.for_role("old").alpn == "h2" and learned.for_role("new").alpn == ""
+    assert learned.for_role("old_replica").alpn is None      # no handshake: not known
+    assert with_alpn(cfg, None) is cfg and replace(cfg.replay).alpn is None

@@ -284,3 +284,13 @@ def test_mirror_and_collect_have_help():
         assert result.exit_code == 0 and "--listen" in result.output
     docs = (REPO / "docs" / "mirroring.md").read_text()
     assert "shadowdiff mirror --listen" in docs and "shadowdiff collect --listen" in docs
+
+
+def test_mirrored_requests_keep_their_http_version() -> None:
+    pytest.importorskip("mitmproxy", reason="needs the mitm extra (pip install shadowdiff[mitm])")
+    from mitmproxy.test import tflow, tutils
+
+    from shadowdiff.live.mirror import flow_request
+    versions = [flow_request(tflow.tflow(req=tutils.treq(http_version=v))).http_version
+                for v in (b"HTTP/2.0", b"HTTP/1.1", b"HTTP/1.0")]
+    assert versions == ["HTTP/2", "HTTP/1.1", "HTTP/1.0"]   # new gets h2 where it offers it

@@ -11,6 +11,7 @@ import errno
 import socket
 import ssl
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,7 @@ class AiohttpSender:
         # alone sends the connection to the pinned address.
         self._ssl = client_context(self.tls_settings) if parts.scheme == "https" else None
         self._server_name = self.tls_settings.server_name if self._ssl else None
+        self.sent_over: Counter[str] = Counter()   # what the summary reports per target
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.options.concurrency, ttl_dns_cache=300,
@@ -72,6 +74,7 @@ class AiohttpSender:
         """One request, one outcome."""
         if self._session is None:
             self._session = self._open()
+        self.sent_over["HTTP/1.1"] += 1
         url = URL(self.base + (request.target if request.target.startswith("/") else "/"),
                   encoded=True)
         start = time.perf_counter()

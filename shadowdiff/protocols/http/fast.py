@@ -15,7 +15,7 @@ import asyncio
 import re
 import ssl
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from shadowdiff.model import Failure, Outcome, Request, Response
 from shadowdiff.protocols.http.message import HOP_BY_HOP
 from shadowdiff.protocols.http.tls import TlsSettings, client_context, connect_to, tls_reason
 
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # CR, LF and other controls (tab is legal)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # controls but tab, CR and LF
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -33,6 +34,13 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: headers together, and how many headers. Bodies stop at `max_body_bytes`, time at the timeout.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
+
+
+def request_is_unsafe(method: str, target: str, headers: list[tuple[str, str]]) -> bool:
+    """Whether a method, target or header could smuggle a line break onto the wire (or a
+    downstream HTTP/1.1 hop, for HTTP/2): such a request is not sent."""
+    return bool(not _TOKEN.fullmatch(method) or _UNSAFE_TARGET.search(target)
+                or any(_UNSAFE.search(k) or _UNSAFE.search(v) for k, v in headers))
 
 
 class _Fault(Exception):
@@ -230,6 +238,7 @@ class FastSender:
         self._keep_host = mode == "original"
         self._host = (None if "host" in overrides
                       else mode if mode not in ("original", "target") else self.netloc)
+        self.sent_over: Counter[str] = Counter()   # what the summary reports per target
 
     def _headers(self, request: Request) -> list[tuple[str, str]]:
         """The captured headers as this target gets them: hop-by-hop ones and those the
@@ -333,6 +342,7 @@ class FastSender:
     async def send(self, request: Request) -> Outcome:
         """One request, one outcome: a Response, or a Failure if none came within the
         timeout (connecting included)."""
+        self.sent_over["HTTP/1.1"] += 1
         async with self._slots:
             start = time.perf_counter()  # a wait for a free slot is not the target's latency
             try:

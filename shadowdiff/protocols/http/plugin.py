@@ -1,6 +1,7 @@
 """The HTTP plugin object: the `Protocol` contract wired to endpoint naming
 (`endpoints.py`), message decoding and lifting (`message.py`) and the senders (`fast.py`
-by default, `aiohttp_sender.py`), which are imported only when a target opens.
+by default, `aiohttp_sender.py`, and `h2_sender.py` for exchanges captured as HTTP/2), which
+are imported only when a target opens.
 """
 
 from __future__ import annotations
@@ -39,23 +40,35 @@ class HttpProtocol:
 
     def connection_facts(self, target: str, options: Any) -> dict[str, Any] | None:
         """An HTTPS target's certificate and handshake (certs.py), and the HTTP version the
-        replay speaks to it; None for plain HTTP."""
+        replay plans to speak to it (the run reports what it really spoke); None for plain
+        HTTP."""
         if not target.lower().startswith("https://"):
             return None
         from shadowdiff.protocols.http.certs import probe
         from shadowdiff.protocols.http.tls import TlsSettings
         facts = probe(target, getattr(options, "tls", None) or TlsSettings(),
                       getattr(options, "timeout_s", 10.0))
-        facts["replayed_over"] = "HTTP/1.1"   # both senders speak HTTP/1.1 (ALPN http/1.1)
+        h2 = facts.get("alpn") == "h2" and getattr(options, "http2", "auto") != "off"
+        facts["replayed_over"] = "HTTP/2" if h2 else "HTTP/1.1"
         return facts
 
     def open_sender(self, target: str, options: Any) -> Sender:
-        """A keep-alive pool to `target`: `fast` (default) or `aiohttp` (the `client` option)."""
+        """A keep-alive pool to `target`: `fast` (default) or `aiohttp` (the `client` option);
+        for an HTTPS target that offers h2 (`alpn`, learned by the pre-run probe, or by the
+        first HTTP/2 handshake when not probed), also an HTTP/2 connection for the exchanges
+        captured as HTTP/2 (h2_sender.py), unless `http2` is "off"."""
         if getattr(options, "client", "fast") == "aiohttp":
             from shadowdiff.protocols.http.aiohttp_sender import AiohttpSender
-            return AiohttpSender(target, options)
-        from shadowdiff.protocols.http.fast import FastSender
-        return FastSender(target, options)
+            http1: Sender = AiohttpSender(target, options)
+        else:
+            from shadowdiff.protocols.http.fast import FastSender
+            http1 = FastSender(target, options)
+        alpn = getattr(options, "alpn", None)   # None: not probed
+        if (not target.lower().startswith("https://") or getattr(options, "http2", "auto") == "off"
+                or alpn not in (None, "h2")):
+            return http1
+        from shadowdiff.protocols.http.h2_sender import H2Sender, VersionRouter
+        return VersionRouter(H2Sender(target, options), http1, True if alpn == "h2" else None)
 
 
 PROTOCOL = HttpProtocol()

@@ -2,8 +2,8 @@
 
 A target keeps its production URL (`https://shop.example.com`), so the name is what goes out
 as SNI and Host and what the certificate is verified against; `address` (or a curl-style
-`resolve` entry) says where to connect instead of resolving the name. Both senders
-(fast.py, aiohttp_sender.py) and the certificate probe (certs.py) use these settings the
+`resolve` entry) says where to connect instead of resolving the name. The senders (fast.py,
+aiohttp_sender.py, h2_sender.py) and the certificate probe (certs.py) use these settings the
 same way, so a cutover can be rehearsed against the new system's real name, certificate and
 virtual host (docs/cutover.md).
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from shadowdiff.errors import ConfigError
 
-#: ALPN offered on replay connections: the senders speak HTTP/1.1 only (docs/configuration.md).
+#: ALPN offered by the HTTP/1.1 senders; the HTTP/2 sender offers h2 too (h2_sender.H2_ALPN).
 HTTP1_ALPN = ("http/1.1",)
 
 
