@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -123,10 +122,26 @@ def wrk_rate(url: str, seconds: int = 5) -> float | None:
 
 
 # Runs the CLI in a child and prints the child's own peak RSS when it exits.
+# Runs the CLI in a child and prints, when it exits, its own peak RSS and the CPU seconds of
+# it and every process below it: Dask's workers are forked by a forkserver that nobody waits
+# for, so RUSAGE_CHILDREN would miss them; a thread samples them every 0.1 s instead.
 _RSS_WRAPPER = (
-    "import atexit, resource, sys\n"
-    "atexit.register(lambda: sys.stderr.write("
-    "f'\\nRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+    "import atexit, resource, sys, threading, time, psutil\n"
+    "_cpu = {}\n"
+    "def _sample():\n"
+    "    me = psutil.Process()\n"
+    "    while True:\n"
+    "        for p in me.children(recursive=True):\n"
+    "            try:\n"
+    "                t = p.cpu_times(); _cpu[p.pid] = t.user + t.system\n"
+    "            except psutil.Error:\n"
+    "                pass\n"
+    "        time.sleep(0.1)\n"
+    "threading.Thread(target=_sample, daemon=True).start()\n"
+    "def _report():\n"
+    "    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    sys.stderr.write(f'\\nRSS {r.ru_maxrss}\\nCPU {r.ru_utime + r.ru_stime + sum(_cpu.values())}\\n')\n"
+    "atexit.register(_report)\n"
     "import os\n"
     "if os.environ.get('SHADOWDIFF_BENCH_NO_NOISE'):\n"  # mode b: send, but judge old/new only
     "    import dataclasses, shadowdiff.pipeline.orchestrate as p\n"
@@ -158,22 +173,16 @@ def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | 
     env = dict(os.environ)
     if not judge_replica:
         env["SHADOWDIFF_BENCH_NO_NOISE"] = "1"
-    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
-    # The child and every process it waited for (Dask's workers): not nginx, not waited yet.
-    LAST_RUN.update(wall=elapsed, cpu=_children_cpu() - cpu_before)
+    cpu = re.findall(r"^CPU ([\d.]+)$", proc.stderr, re.M)
+    LAST_RUN.update(wall=elapsed, cpu=float(cpu[-1]) if cpu else float("nan"))
     if proc.returncode not in (0, 1):
         raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rss_kb = int(re.findall(r"^RSS (\d+)$", proc.stderr, re.M)[-1])
     summary = json.loads((out / "summary.json").read_text())
     return summary["totals"]["replayed"] / elapsed, rss_kb / 1024.0, summary
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def check(summary: dict, n: int, kind: str) -> None:
@@ -245,8 +254,10 @@ def standard_mode(work: Path, old: str, new: str, ref: float | None,
             check(summary, n, kind)
             wall, cpu = LAST_RUN["wall"], LAST_RUN["cpu"]
             smaller = seen.get((kind, workers))
-            marginal = ((n - smaller[0]) / max(wall - smaller[1], 1e-9)
-                        if smaller and smaller[0] < n else None)
+            # None when the larger run was not slower: its start-up's variance swamped the
+            # difference (sizes too small to tell)
+            marginal = ((n - smaller[0]) / (wall - smaller[1])
+                        if smaller and smaller[0] < n and wall > smaller[1] else None)
             seen[(kind, workers)] = (n, wall, cpu)
             rows.append((label, n, workers, rate, marginal, 1e6 * (cpu - fixed[workers][1]) / n, rss))
     for w, (wall, cpu) in fixed.items():

@@ -15,6 +15,7 @@ driver's memory stays flat however long the capture is. docs/scale.md says how t
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
@@ -145,7 +146,7 @@ def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
 
 def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     """A Dask client: to `scheduler`, or to a new LocalCluster of `workers` processes."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     import dask
 
@@ -158,11 +159,30 @@ def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     with dask.config.set({"distributed.admin.low-level-log-length": SCHEDULER_LOG_LENGTH}):
         if scheduler:
             return Client(scheduler, timeout="30s"), None
-        # ":0", not None: with None the scheduler's HTTP routes still take port 8787, and on
-        # a machine where another run holds it Dask warns and moves (an error under tests).
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
-        return Client(cluster), cluster
+        with dask.config.set(_local_workers_start()):
+            return _local_cluster(workers)
+
+
+def _local_workers_start() -> dict[str, str]:
+    """How a LocalCluster's worker processes start: forked from a forkserver that has
+    imported Dask and this module once, rather than spawned (each a fresh interpreter that
+    imports both). Measured on 2 workers: start, first task and close 3.2-3.3 s -> 2.3-2.5 s
+    (the first task's imports 0.9 -> 0.35 s, the close 0.5 -> 0.05 s)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return {}  # Windows: spawn, Dask's default
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["distributed", "shadowdiff.pipeline.partitioned"])
+    return {"distributed.worker.multiprocessing-method": "forkserver"}
+
+
+def _local_cluster(workers: int) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    # ":0", not None: with None the scheduler's HTTP routes still take port 8787, and on a
+    # machine where another run holds it Dask warns and moves (an error under tests).
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    return Client(cluster), cluster
 
 
 @contextmanager
