@@ -94,6 +94,9 @@ def read_har(path: str | os.PathLike[str], stats: dict[str, Any] | None = None) 
         yield ex
 
 
+LOG_KEY = b'"log"'
+
+
 def _load_entries(src: str) -> list[Any]:
     try:
         with open_maybe_gzip(src) as f:
@@ -108,11 +111,20 @@ def _load_entries(src: str) -> list[Any]:
                            position=f"line {exc.lineno}") from exc
     log = doc.get("log") if isinstance(doc, dict) else None
     if not isinstance(log, dict):
-        raise CaptureError("not a HAR file: missing field log", source=src)
+        raise CaptureError("not a HAR file: missing field log", source=src,
+                           position=f"line {_line_of(data, b'{')}")
     entries = log.get("entries")
     if not isinstance(entries, list):
-        raise CaptureError("not a HAR file: missing field log.entries (a list)", source=src)
+        raise CaptureError("not a HAR file: missing field log.entries (a list)", source=src,
+                           position=f"line {_line_of(data, LOG_KEY)}")
     return entries
+
+
+def _line_of(data: bytes, needle: bytes) -> int:
+    """The line where `needle` first occurs (1 if nowhere): where the object that lacks a
+    field begins, so the error says where to look."""
+    at = data.find(needle)
+    return data.count(b"\n", 0, at) + 1 if at >= 0 else 1
 
 
 def _exchange(entry: Any, e: _Entry, name: str) -> Exchange:

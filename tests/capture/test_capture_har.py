@@ -231,3 +231,19 @@ def test_fuzz_entry_shapes_only_capture_error(tmp_path: Path, entries: list[Any]
             assert ex.request.target.startswith("/")
     except CaptureError as exc:
         assert exc.position is None or exc.position.startswith("entry ")
+
+
+@pytest.mark.parametrize(("text", "field", "line"), [
+    ('\n\n{"log": {"version": "1.2",\n "ntries": []}}', "log.entries", 3),
+    ('\n{"lg": {"entries": []}}', "field log", 2),
+])
+def test_a_har_missing_its_structure_names_the_line(tmp_path: Path, text: str, field: str,
+                                                    line: int) -> None:
+    # Found by test_capture_hostile's mutations: "entries" renamed gave an error with no
+    # position. The line is where the object lacking the field begins.
+    path = tmp_path / "broken.har"
+    path.write_text(text)
+    with pytest.raises(CaptureError) as err:
+        list(read_har(path))
+    assert str(err.value).startswith(str(path)) and field in str(err.value)
+    assert f"line {line}" in str(err.value)
