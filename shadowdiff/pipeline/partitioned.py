@@ -43,8 +43,11 @@ CHUNK = 2_000
 #: Transitions the in-process scheduler remembers (see open_client).
 SCHEDULER_LOG_LENGTH = 16
 
-#: Below this many exchanges a LocalCluster's start (a few seconds) costs more than it saves.
-AUTO_MIN_EXCHANGES = 20_000
+#: Below this many exchanges a LocalCluster's start costs more than it saves. Measured on 2
+#: cores with the targets on the same machine (benchmarks/replay.py): 2 workers start 1.6 s
+#: later than one process and then save ~22 us per identical pair (6,922 vs 6,005 pairs/s
+#: marginal), so they come out ahead past ~75,000 exchanges.
+AUTO_MIN_EXCHANGES = 100_000
 
 
 def auto_workers(total: int | None) -> int:
