@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -36,6 +37,22 @@ def _redact(config_path: str | None, keep_secrets: bool) -> object:
     return load_config(config_path).redact.keeping(keep_secrets)
 
 
+
+
+#: The TLS options that concern the copies to new (old is mitmproxy's upstream, not ours).
+_NEW_TLS = ("new_address", "resolve", "ca_bundle", "client_cert", "client_key", "insecure")
+
+
+def _new_tls(config_path: str | None, flags: dict[str, Any]) -> Any:
+    """new's TLS settings: `[tls]` / `[tls.new]` of the config with the flags laid over."""
+    from shadowdiff.config import load_config
+    from shadowdiff.config.tls import tls_flags
+    return tls_flags(load_config(config_path).replay, flags).for_role("new").tls
+
+
+def _new_tls_options(func: Callable[..., None]) -> Callable[..., None]:
+    from shadowdiff.cli.tls import tls_options
+    return tls_options(func, only=_NEW_TLS)  # type: ignore[no-any-return]
 
 
 def _secret_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -80,10 +97,15 @@ def _ready(what: str) -> Callable[[str, int], None]:
               help="A larger request body streams to old untouched and is neither kept nor copied; "
               "a larger answer of new is a too_large failure.")
 @_secret_options
+@_new_tls_options
 def mirror(listen: str, old: str, new: str, output: str, sample: float, sample_header: str,
            queue: int, concurrency: int, timeout: float, methods: str, drain: float,
-           confdir: str, max_body_bytes: int, keep_secrets: bool, config_path: str | None) -> None:
-    """Serve OLD on --listen and mirror each request to NEW; record both answers until Ctrl-C."""
+           confdir: str, max_body_bytes: int, keep_secrets: bool, config_path: str | None,
+           **tls: Any) -> None:
+    """Serve OLD on --listen and mirror each request to NEW; record both answers until Ctrl-C.
+
+    An HTTPS NEW is reached with the TLS options (`--new-address`, `--ca-bundle`, ...) and
+    `[tls]` / `[tls.new]` of --config, as `run` reaches it."""
     import logging
 
     from shadowdiff.live.mirror import run_mirror
@@ -97,7 +119,7 @@ def mirror(listen: str, old: str, new: str, output: str, sample: float, sample_h
         methods=tuple(m.strip().upper() for m in methods.split(",") if m.strip()),
         concurrency=concurrency, sample_header=sample_header, drain_s=drain,
         source=f"mirror:{old}->{new}", max_body_bytes=max_body_bytes, keep_secrets=keep_secrets,
-        redact=_redact(config_path, keep_secrets))
+        redact=_redact(config_path, keep_secrets), tls=_new_tls(config_path, tls))
     stats = asyncio.run(run_mirror(host, port, old, settings, confdir=confdir,
                                    on_ready=_ready("mirror")))
     click.echo(f"wrote {stats['recorded']} exchanges to {output} ({describe(stats)})")

@@ -25,6 +25,7 @@ from shadowdiff.replay.options import SAFE_METHODS, ReplayConfig
 from shadowdiff.model import Exchange, Failure, Outcome, Request
 from shadowdiff.scrub import RedactConfig, Redactor
 from shadowdiff.protocols.base import Sender
+from shadowdiff.protocols.http.tls import TlsSettings
 
 #: Counters written to the capture header's `stats` and printed at exit. Invariant:
 #: requests == mirrored + dropped_queue_full + dropped_shutdown + skipped_method +
@@ -64,6 +65,8 @@ class MirrorSettings:
     keep_secrets: bool = False
     """Store credentials, cookies and tokens as seen; by default they are hashed (scrub.py)."""
     redact: RedactConfig = field(default_factory=RedactConfig)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """How copies reach an HTTPS new: trust, client certificate, pinned address ([tls])."""
     """What counts as a secret (`[redact]`); `keep_secrets` above wins."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Larger request bodies are refused by the proxy (413) and larger answers of new are
@@ -125,7 +128,8 @@ class Mirror:
             replay = ReplayConfig(concurrency=self.settings.concurrency,
                                   timeout_s=self.settings.timeout_s,
                                   methods=self.settings.methods,
-                                  max_body_bytes=self.settings.max_body_bytes)
+                                  max_body_bytes=self.settings.max_body_bytes,
+                                  tls=self.settings.tls)
             self._sender = protocol_for_url(self.settings.new).open_sender(self.settings.new, replay)
         self._writer = CaptureWriter(self.settings.output, source=self.settings.source,
                                      redactor=Redactor(self.settings.redact.keeping(
