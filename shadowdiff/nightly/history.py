@@ -199,7 +199,7 @@ class History:
 
     def since_last(self, summary: Mapping[str, Any]) -> SinceLast:
         """New, resolved and persisting signatures against the last complete run."""
-        current = {s["key"]: _figures(s) for s in summary.get("signatures", [])}
+        current = {s["key"]: _figures(s) for s in _signatures_and_tls(summary)}
         prev = self.previous(str(summary["run"]["id"]))
         if prev is None:
             return SinceLast(None, new=current)
@@ -320,7 +320,22 @@ def _run_values(summary: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
 def _signature_values(summary: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     return [(s["key"], s["endpoint"], s["location"], s["kind"], int(s["rank"]),
              int(s["affected"]), int(s["replayed"]), float(s["rate"]),
-             float(s["usage_share"]), float(s["impact"])) for s in summary["signatures"]]
+             float(s["usage_share"]), float(s["impact"])) for s in _signatures_and_tls(summary)]
+
+
+def _signatures_and_tls(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The summary's signatures, and its certificate divergences (summary `tls`) as
+    signatures of endpoint `(tls)`, so "since last run" says when a certificate changed.
+    A certificate is met by every request to the target: each touches all the traffic
+    replayed (rate, usage share and impact 1), and ranks after the body signatures."""
+    signatures = list(summary["signatures"])
+    replayed = int(summary["totals"]["replayed"])
+    for i, d in enumerate((summary.get("tls") or {}).get("divergences", [])):
+        signatures.append({"key": d["key"], "endpoint": "(tls)", "location": f"tls.{d['fact']}",
+                           "kind": d["kind"], "rank": len(summary["signatures"]) + i + 1,
+                           "affected": replayed, "replayed": replayed, "rate": 1.0,
+                           "usage_share": 1.0, "impact": 1.0})
+    return signatures
 
 
 def _endpoint_values(summary: Mapping[str, Any]) -> list[tuple[Any, ...]]:

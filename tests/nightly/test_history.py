@@ -71,6 +71,28 @@ def test_three_runs_since_last_says_exactly_what_changed(db: Path) -> None:
         assert json.loads(json.dumps(since.to_dict()))["new"][D]["kind"] == "status_changed"
 
 
+def _with_certificate(summary: dict[str, Any], issuer: str | None) -> dict[str, Any]:
+    """`summary` whose new target's certificate differs in issuer (None: no difference)."""
+    divergences = [] if issuer is None else [
+        {"key": "(tls) tls.issuer tls_issuer_changed", "kind": "tls_issuer_changed",
+         "fact": "issuer", "old": "old CA", "new": issuer, "accepted": False}]
+    summary["tls"] = {"targets": {}, "divergences": divergences, "insecure": []}
+    return summary
+
+
+def test_a_certificate_that_changed_overnight_is_new_since_last_run(db: Path) -> None:
+    key = "(tls) tls.issuer tls_issuer_changed"
+    with History.open(db) as h:
+        h.record(_with_certificate(make_summary("r1", [A]), None), "reports/r1")
+        since = h.since_last(_with_certificate(make_summary("r2", [A]), "new CA"))
+        assert set(since.new) == {key} and set(since.persisting) == {A}
+        assert since.new[key]["endpoint"] == "(tls)" and since.new[key]["location"] == "tls.issuer"
+        h.record(_with_certificate(make_summary("r2", [A]), "new CA"), "reports/r2")
+        assert h.seen(key)  # so `shadowdiff accept` knows the key
+        since = h.since_last(_with_certificate(make_summary("r3", [A]), None))
+        assert set(since.resolved) == {key} and not since.new
+
+
 def test_since_last_for_a_run_not_recorded_yet_uses_the_latest(db: Path) -> None:
     with History.open(db) as h:
         h.record(make_summary("r1", [A]), "d1")
