@@ -57,7 +57,8 @@ _INDEXED = re.compile(r"\[\d+\]")
 _HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
 _XML_START = re.compile(r"\s*<\?xml[\s?]", re.I)
 _TAG_START = re.compile(r"\s*<[A-Za-z!?]")
-_CACHE: dict[tuple[str, str], Union[tuple[str, Any], None]] = {}
+#: (fmt, text, parse_markup's answer, the bytes parsed), oldest first.
+_CACHE: list[tuple[str, str, Union[tuple[str, Any], None], bytes]] = []
 _CACHE_SIZE = 4  # old is compared with new and then with the replica: keep its parse
 # HTML's boolean attributes: `disabled`, `disabled=""` and `disabled="disabled"` are one value.
 _BOOLEAN = frozenset({
@@ -97,10 +98,10 @@ def markup_divergences(old: str, new: str, fmt: str, loc: str = "body") -> list[
     >>> markup_divergences("<p class=a>Hi</p>", "<p class=b>Hi</p>", "html")
     [('body.html.body.p@class', 'value_changed', 'a', 'b')]
     """
-    old_doc, new_doc = parse_markup(old, fmt), parse_markup(new, fmt)
+    (old_doc, old_data), (new_doc, new_data) = _parsed(old, fmt), _parsed(new, fmt)
     if old_doc is None or new_doc is None:
         return None
-    differ = _Differ(fmt == "xml", LineMap(_source(old), _source(new)))
+    differ = _Differ(fmt == "xml", LineMap(old_data, new_data))
     if old_doc[0] != new_doc[0]:
         differ.add(join_location(loc, "!doctype"), "value_changed", old_doc[0], new_doc[0])
     o, n = old_doc[1], new_doc[1]
@@ -120,20 +121,30 @@ def _source(text: str) -> str:
 
 def parse_markup(text: str, fmt: str) -> tuple[str, Any] | None:
     """(doctype, root element) of an HTML or XML text, None if it has no element; cached."""
-    key = (fmt, text)
-    if key in _CACHE:
-        return _CACHE[key]
-    found = None if len(text) > MAX_MARKUP_CHARS else _parse(text, fmt)
+    return _parsed(text, fmt)[0]
+
+
+def _parsed(text: str, fmt: str) -> tuple[tuple[str, Any] | None, bytes]:
+    """parse_markup's answer and the bytes parsed (the line map's source), cached: old is
+    compared with new and then with the replica."""
+    for entry in _CACHE:
+        # == on two str is a length check, then a memcmp: a dict key would hash each
+        # 60 KB body (~0.3 M instructions) on every look-up
+        if entry[0] == fmt and entry[1] == text:
+            return entry[2], entry[3]
+    if len(text) > MAX_MARKUP_CHARS:
+        found, data = None, b""
+    else:
+        # Bytes with the encoding stated: a str carrying an XML encoding declaration is refused.
+        data = _source(text).encode("utf-8", "surrogatepass")
+        found = _parse(data, fmt)
     if len(_CACHE) >= _CACHE_SIZE:
-        del _CACHE[next(iter(_CACHE))]
-    _CACHE[key] = found
-    return found
+        del _CACHE[0]
+    _CACHE.append((fmt, text, found, data))
+    return found, data
 
 
-def _parse(text: str, fmt: str) -> tuple[str, Any] | None:
-    body = _source(text)
-    # Bytes with the encoding stated: a str carrying an XML encoding declaration is refused.
-    data = body.encode("utf-8", "surrogatepass")
+def _parse(data: bytes, fmt: str) -> tuple[str, Any] | None:
     try:
         if fmt == "xml":
             # Entities stay unexpanded and nothing is fetched: captured bodies are untrusted.

@@ -28,8 +28,12 @@ class LineMap:
 
     __slots__ = ("dirty", "to_new")
 
-    def __init__(self, old: str, new: str) -> None:
-        old_lines, new_lines = old.split("\n"), new.split("\n")
+    def __init__(self, old: str | bytes, new: str | bytes) -> None:
+        # The bytes the parser read serve best: half the characters of a UCS-2 str to split
+        # and hash, and "\n" is one byte in UTF-8 (no other character contains it), so the
+        # lines and their numbers are the str's.
+        old_lines: list[Any] = old.split(b"\n" if isinstance(old, bytes) else "\n")
+        new_lines: list[Any] = new.split(b"\n" if isinstance(new, bytes) else "\n")
         # 1-based like sourceline; index 0 and the line after the end stay dirty.
         self.dirty = bytearray(b"\x01") * (len(old_lines) + 2)
         self.to_new = [-1] * (len(old_lines) + 2)
@@ -56,7 +60,7 @@ class LineMap:
         return not any(self.dirty[start:o_end + 1])
 
 
-def _line_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+def _line_opcodes(old: list[Any], new: list[Any]) -> list[tuple[str, int, int, int, int]]:
     """Opcodes of a longest common subsequence of lines (rapidfuzz's bit-parallel LCS in C:
     ~10x difflib on a 60 KB page whose every row changed). Any common subsequence serves:
     a line left out of an equal block only means less pruning, never a wrong answer; so
