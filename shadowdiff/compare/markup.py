@@ -36,7 +36,7 @@ from typing import Any, Union
 
 from lxml import etree
 
-from shadowdiff.compare.markup_lines import LineMap, pair_keys, spans_end, subtree_key
+from shadowdiff.compare.markup_lines import LineMap, pair_keys, spans_end, subtree_key, unmatched_keys
 from shadowdiff.compare.rules.text import HTML_MARK, XML_MARK
 from shadowdiff.paths import join_attribute, join_location
 
@@ -287,20 +287,28 @@ class _Differ:
         # Python call): a child's span ends where its next sibling starts.
         starts, n_starts = [c.sourceline for c in o], [c.sourceline for c in n]
         ends = spans_end(starts, o_end)
-        same = self.lines.same
-        maybe = [i for i in range(len(o)) if not same(starts[i], n_starts[i], ends[i])]
+        maybe = self.lines.changed(starts, n_starts, ends)
         # Descending is cheaper than serializing (lines prune the walk below), so serialize
         # only where a reordering is possible: two children of one name, or more children.
         swap = len(maybe) == 2 and names[maybe[0]] == names[maybe[1]]
         keys = pair_keys(o, n, maybe, self.xml) if len(maybe) > 2 or swap else {}
-        differing = [i for i in maybe if i not in keys or keys[i][0] != keys[i][1]]
-        if len(differing) > 1 and keys and Counter(keys[i][0] for i in differing) \
-                == Counter(keys[i][1] for i in differing):
-            self.add(loc, "order_changed", _labels(names, o), _labels(names, n))
-            return
-        if len(differing) > 2:  # maybe a row removed here and one added there: align them
-            self.aligned(o, n, (names, names), (steps, steps), keys)
-            return
+        if keys is None:  # no child's text is on the other side: all differ, none moved
+            differing = maybe
+            if len(differing) > 2:  # what aligned() makes of keys that are all unmatched
+                if len(maybe) == len(o):
+                    self.run(o, n, (names, names), (steps, steps), (0, len(o), 0, len(n)))
+                else:
+                    self.aligned(o, n, (names, names), (steps, steps), unmatched_keys(maybe))
+                return
+        else:
+            differing = [i for i in maybe if i not in keys or keys[i][0] != keys[i][1]]
+            if len(differing) > 1 and keys and Counter(keys[i][0] for i in differing) \
+                    == Counter(keys[i][1] for i in differing):
+                self.add(loc, "order_changed", _labels(names, o), _labels(names, n))
+                return
+            if len(differing) > 2:  # maybe a row removed here and one added there: align them
+                self.aligned(o, n, (names, names), (steps, steps), keys)
+                return
         for i in differing:
             folded = steps.folded(i)
             if not self.pruned(folded):
@@ -344,6 +352,7 @@ class _Differ:
         pruned stays pruned (divergences and visited locations only grow)."""
         i1, i2, j1 = span
         pruned: set[str] = set()
+        names = 0  # how many names the span has, counted when one is first pruned
         for i in range(i1, i2):
             name = steps.names[i]
             if name in pruned:
@@ -351,6 +360,9 @@ class _Differ:
             folded = steps.folded(i)
             if self.pruned(folded):
                 pruned.add(name)
+                names = names or len(set(steps.names[i1:i2]))
+                if len(pruned) == names:
+                    break  # every row left bears a pruned name: 400 rows not looped over
                 continue
             self.node(o[i], n[j1 + i - i1], steps[i], None, folded)
 
@@ -406,15 +418,22 @@ class _Steps:
 
     def __init__(self, names: list[str], loc: str) -> None:
         self.names, self.loc = names, loc
-        self._counts: Counter[str] | None = None
+        self._counts: dict[str, int] | None = None
         self._index: list[int] | None = None
         self._folded: dict[str, str] = {}
 
     @property
-    def counts(self) -> Counter[str]:
-        """How many children bear each name (made when a location is first asked for)."""
+    def counts(self) -> dict[str, int]:
+        """How many children bear each name (made when a location is first asked for).
+        A plain dict: a Counter's constructor costs more than counting three cells."""
         if self._counts is None:
-            self._counts = Counter(self.names)
+            names = self.names
+            if names and names.count(names[0]) == len(names):  # rows, cells: one name (in C)
+                self._counts = {names[0]: len(names)}
+            else:
+                counts = self._counts = dict.fromkeys(names, 0)
+                for name in names:
+                    counts[name] += 1
         return self._counts
 
     def __getitem__(self, i: int) -> str:
@@ -438,11 +457,14 @@ class _Steps:
     def index(self) -> list[int]:
         """Each child's position among the siblings of its name."""
         if self._index is None:
-            seen: Counter[str] = Counter()
-            self._index = []
-            for name in self.names:
-                self._index.append(seen[name])
-                seen[name] += 1
+            if len(self.counts) == 1:  # rows, cells: all of one name
+                self._index = list(range(len(self.names)))
+            else:
+                seen = dict.fromkeys(self.counts, 0)
+                self._index = []
+                for name in self.names:
+                    self._index.append(seen[name])
+                    seen[name] += 1
         return self._index
 
 

@@ -59,6 +59,18 @@ class LineMap:
             return False
         return not any(self.dirty[start:o_end + 1])
 
+    def changed(self, starts: list[int | None], n_starts: list[int | None],
+                ends: list[int | None]) -> list[int]:
+        """The positions i where `same(starts[i], n_starts[i], ends[i])` is False: one loop
+        for a list of children (a method call per row of a table costs more than the test)."""
+        to_new, dirty, size = self.to_new, self.dirty, len(self.to_new)
+        out = []
+        for i, (start, n_start, o_end) in enumerate(zip(starts, n_starts, ends)):
+            if (start is None or o_end is None or n_start is None or o_end < start
+                    or start >= size or to_new[start] != n_start or any(dirty[start:o_end + 1])):
+                out.append(i)
+        return out
+
 
 def _line_opcodes(old: list[Any], new: list[Any]) -> list[tuple[str, int, int, int, int]]:
     """Opcodes of a longest common subsequence of lines (rapidfuzz's bit-parallel LCS in C:
@@ -79,7 +91,7 @@ def spans_end(starts: list[int | None], parent_end: int | None) -> list[int | No
     return [*starts[1:], parent_end] if starts else []
 
 
-__all__ = ["LineMap", "spans_end"]
+__all__ = ["LineMap", "pair_keys", "spans_end", "subtree_key", "unmatched_keys"]
 
 
 def subtree_key(el: Any, xml: bool = False) -> Any:
@@ -93,8 +105,11 @@ def subtree_key(el: Any, xml: bool = False) -> Any:
     return etree.tostring(el, with_tail=False)
 
 
-def pair_keys(o: list[Any], n: list[Any], at: list[int], xml: bool = False) -> dict[int, tuple[Any, Any]]:
-    """Keys of the children at positions `at` on both sides, for reorder and alignment checks.
+def pair_keys(o: list[Any], n: list[Any], at: list[int],
+              xml: bool = False) -> dict[int, tuple[Any, Any]] | None:
+    """Keys of the children at positions `at` on both sides, for reorder and alignment checks;
+    None when no child of one side has the text of any child of the other (then no key of
+    either side equals one of the other: see `unmatched_keys`).
 
     Only equal keys matter, and equal subtrees have equal text: so a child whose text occurs
     on no child of the other side gets a key of its own that equals nothing (no full
@@ -104,8 +119,15 @@ def pair_keys(o: list[Any], n: list[Any], at: list[int], xml: bool = False) -> d
         return {i: (subtree_key(o[i]), subtree_key(n[i])) for i in at}
     o_text, n_text = [text_key(c) for c in o], [text_key(c) for c in n]
     o_seen, n_seen = set(o_text), set(n_text)
+    if o_seen.isdisjoint(n_seen):  # a template edit of every row: a set operation in C
+        return None
     return {i: (subtree_key(o[i], xml) if o_text[i] in n_seen else ("old", i),
                 subtree_key(n[i], xml) if n_text[i] in o_seen else ("new", i)) for i in at}
+
+
+def unmatched_keys(at: list[int]) -> dict[int, tuple[Any, Any]]:
+    """The keys `pair_keys` stands for when it answers None: each equal to nothing."""
+    return {i: (("old", i), ("new", i)) for i in at}
 
 
 def text_key(el: Any) -> bytes:
