@@ -117,12 +117,34 @@ def pair_keys(o: list[Any], n: list[Any], at: list[int],
     HTML leaves need neither: their key is cheaper than their text."""
     if not xml and all(not len(o[i]) and not len(n[i]) for i in at):
         return {i: (subtree_key(o[i]), subtree_key(n[i])) for i in at}
+    if len(at) * 8 < len(o):  # a few children of many (a changed row and its neighbours)
+        keys = _few_keys(o, n, at, xml)
+        if keys is not False:
+            return keys
     o_text, n_text = [text_key(c) for c in o], [text_key(c) for c in n]
     o_seen, n_seen = set(o_text), set(n_text)
     if o_seen.isdisjoint(n_seen):  # a template edit of every row: a set operation in C
         return None
     return {i: (subtree_key(o[i], xml) if o_text[i] in n_seen else ("old", i),
                 subtree_key(n[i], xml) if n_text[i] in o_seen else ("new", i)) for i in at}
+
+
+def _few_keys(o: list[Any], n: list[Any], at: list[int],
+              xml: bool) -> dict[int, tuple[Any, Any]] | None | bool:
+    """pair_keys without the text of every child: a child's text is a substring of its
+    parent's (one serialization in C), so a text found nowhere in the other parent's is no
+    child's there. False when a search finds it: then every child's text is needed."""
+    o_text, n_text = {i: text_key(o[i]) for i in at}, {i: text_key(n[i]) for i in at}
+    o_all, n_all = text_key(o[0].getparent()), text_key(n[0].getparent())
+    moved = [i for i in at if o_text[i] != n_text[i]]
+    if any(o_text[i] in n_all or n_text[i] in o_all for i in moved):
+        return False
+    if len(moved) == len(at):
+        return None  # as pair_keys: every key unmatched
+    # An equal text at the same place is a text the other side has: serialized, as in
+    # pair_keys; a moved one occurs nowhere there.
+    return {i: (subtree_key(o[i], xml), subtree_key(n[i], xml)) if o_text[i] == n_text[i]
+            else (("old", i), ("new", i)) for i in at}
 
 
 def unmatched_keys(at: list[int]) -> dict[int, tuple[Any, Any]]:
