@@ -175,6 +175,11 @@ def _raw_text(el: Any) -> list[str | None]:
     return [el.text, *[c.tail for c in el]]
 
 
+def _collapse(text: str | None) -> str:
+    """A leaf's `_text`: its own text, collapsed."""
+    return _SPACE.sub(" ", text).strip() if text else ""
+
+
 def _text(el: Any) -> str:
     """The text directly inside an element (its own and its children's tails), collapsed."""
     texts = [el.text] if el.text else []
@@ -234,8 +239,9 @@ class _Differ:
             if o_attrs != n_attrs:
                 self.attributes(o_attrs, n_attrs, loc)
         if not len(o) and not len(n):  # two leaves (most nodes): their text is all there is
-            if o.text != n.text:
-                self.text(o, n, loc)
+            o_text, n_text = o.text, n.text
+            if o_text != n_text:
+                self.texts(_collapse(o_text), _collapse(n_text), loc)
             return
         if self.xml:
             if _raw_text(o) != _raw_text(n):
@@ -252,7 +258,9 @@ class _Differ:
 
     def text(self, o: Any, n: Any, loc: str) -> None:
         """The text directly inside two elements, compared collapsed."""
-        o_text, n_text = _text(o), _text(n)
+        self.texts(_text(o), _text(n), loc)
+
+    def texts(self, o_text: str, n_text: str, loc: str) -> None:
         if o_text != n_text:
             self.add(join_location(loc, "text"), "value_changed", _cut(o_text), _cut(n_text))
 
@@ -271,11 +279,10 @@ class _Differ:
             o_names, n_names = [self.name(c) for c in o], [self.name(c) for c in n]
         else:  # an HTML name is the tag as parsed
             o_names, n_names = [c.tag for c in o], [c.tag for c in n]
-        o_steps, n_steps = _Steps(o_names, loc), _Steps(n_names, loc)
         if o_names == n_names:
-            self.in_place(o, n, loc, (o_steps, o_names), o_end)
+            self.in_place(o, n, loc, (_Steps(o_names, loc), o_names), o_end)
             return
-        self.aligned(o, n, (o_names, n_names), (o_steps, n_steps))
+        self.aligned(o, n, (o_names, n_names), (_Steps(o_names, loc), _Steps(n_names, loc)))
 
     def in_place(self, o: list[Any], n: list[Any], loc: str,
                  steps_names: tuple[_Steps, list[str]], o_end: int | None) -> None:
@@ -291,7 +298,7 @@ class _Differ:
         # Descending is cheaper than serializing (lines prune the walk below), so serialize
         # only where a reordering is possible: two children of one name, or more children.
         swap = len(maybe) == 2 and names[maybe[0]] == names[maybe[1]]
-        keys = pair_keys(o, n, maybe, self.xml) if len(maybe) > 2 or swap else {}
+        keys = self.keys(o, n, maybe) if len(maybe) > 2 or swap else {}
         if keys is None:  # no child's text is on the other side: all differ, none moved
             differing = maybe
             if len(differing) > 2:  # what aligned() makes of keys that are all unmatched
@@ -313,6 +320,28 @@ class _Differ:
             folded = steps.folded(i)
             if not self.pruned(folded):
                 self.node(o[i], n[i], steps[i], ends[i], folded)
+
+    def keys(self, o: list[Any], n: list[Any], at: list[int]) -> dict[int, tuple[Any, Any]] | None:
+        """pair_keys, but HTML leaves (a row's cells) compared in place first, and keyed only
+        if two or more differ: the keys then serve the reorder check and the alignment; else
+        only to tell which differ, and a mark (0, 0) equal, (0, 1) not, does that. Same cells
+        differ either way: a leaf's key is its tag (the same: same names), attributes, text."""
+        if not self.xml:
+            marks: dict[int, tuple[Any, Any]] = {}
+            differing = 0
+            for i in at:
+                a, b = o[i], n[i]
+                if len(a) or len(b):
+                    break
+                if a.text == b.text and a.items() == b.items():
+                    marks[i] = (0, 0)
+                else:
+                    marks[i] = (0, 1)
+                    differing += 1
+            else:
+                if differing < 2:
+                    return marks
+        return pair_keys(o, n, at, self.xml)
 
     def aligned(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
                 steps: tuple[_Steps, _Steps], known: dict[int, tuple[Any, Any]] | None = None) -> None:
