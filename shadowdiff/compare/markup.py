@@ -37,6 +37,7 @@ from typing import Any, Union
 from lxml import etree
 
 from shadowdiff.compare.markup_lines import LineMap, pair_keys, spans_end, subtree_key, unmatched_keys
+from shadowdiff.compare.markup_steps import INDEXED, Steps, name_opcodes
 from shadowdiff.compare.rules.text import HTML_MARK, XML_MARK
 from shadowdiff.paths import join_attribute, join_location
 
@@ -53,7 +54,6 @@ MAX_DIVERGENCES = 50  # as many as an example exchange keeps (rank/tally.py)
 MAX_MARKUP_CHARS = 4_000_000
 
 _SPACE = re.compile(r"\s+")
-_INDEXED = re.compile(r"\[\d+\]")
 _HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
 _XML_START = re.compile(r"\s*<\?xml[\s?]", re.I)
 _TAG_START = re.compile(r"\s*<[A-Za-z!?]")
@@ -200,7 +200,7 @@ class _Differ:
         self._visited: set[str] = set()  # element locations descended, indices folded
 
     def add(self, location: str, kind: str, old: Any, new: Any) -> None:
-        signature = (_INDEXED.sub("[*]", location), kind)
+        signature = (INDEXED.sub("[*]", location), kind)
         if len(self.out) >= MAX_DIVERGENCES and signature in self._seen:
             return
         self._seen.add(signature)
@@ -228,7 +228,7 @@ class _Differ:
         `o_end` is the last source line of old's element, when known; `folded`, its location
         with indices folded, when the caller has it."""
         if folded is None:
-            folded = _INDEXED.sub("[*]", loc)
+            folded = INDEXED.sub("[*]", loc)
         if self.pruned(folded):
             return  # past the cap, another row like one already seen: bounded work
         self._visited.add(folded)
@@ -280,12 +280,12 @@ class _Differ:
         else:  # an HTML name is the tag as parsed
             o_names, n_names = [c.tag for c in o], [c.tag for c in n]
         if o_names == n_names:
-            self.in_place(o, n, loc, (_Steps(o_names, loc), o_names), o_end)
+            self.in_place(o, n, loc, (Steps(o_names, loc), o_names), o_end)
             return
-        self.aligned(o, n, (o_names, n_names), (_Steps(o_names, loc), _Steps(n_names, loc)))
+        self.aligned(o, n, (o_names, n_names), (Steps(o_names, loc), Steps(n_names, loc)))
 
     def in_place(self, o: list[Any], n: list[Any], loc: str,
-                 steps_names: tuple[_Steps, list[str]], o_end: int | None) -> None:
+                 steps_names: tuple[Steps, list[str]], o_end: int | None) -> None:
         """Children with the same names in the same order: the common case of a change.
         Unchanged source lines settle most pairs; a serialization settles the rest.
         `o_end`: the last source line of their old parent, when known."""
@@ -344,7 +344,7 @@ class _Differ:
         return pair_keys(o, n, at, self.xml)
 
     def aligned(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
-                steps: tuple[_Steps, _Steps], known: dict[int, tuple[Any, Any]] | None = None) -> None:
+                steps: tuple[Steps, Steps], known: dict[int, tuple[Any, Any]] | None = None) -> None:
         """Children whose names differ: aligned by equal subtrees, then paired by name.
         `known`: keys already made, by position (old, new)."""
         known = known or {}
@@ -363,10 +363,10 @@ class _Differ:
                 self.run(o, n, (o_names, n_names), (o_steps, n_steps), (i1, i2, j1, j2))
 
     def run(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
-            steps: tuple[_Steps, _Steps], span: tuple[int, int, int, int]) -> None:
+            steps: tuple[Steps, Steps], span: tuple[int, int, int, int]) -> None:
         """A replaced run of children: pair them by name, the rest is missing or added."""
         a, b, c, d = span
-        for tag, i1, i2, j1, j2 in _name_opcodes(names[0][a:b], names[1][c:d]):
+        for tag, i1, i2, j1, j2 in name_opcodes(names[0][a:b], names[1][c:d]):
             if tag == "equal":
                 self.pairs(o, n, steps[0], (a + i1, a + i2, c + j1))
                 continue
@@ -375,7 +375,7 @@ class _Differ:
             for j in range(c + j1, c + j2):
                 self.add(steps[1][j], "field_added", None, outer(n[j]))
 
-    def pairs(self, o: list[Any], n: list[Any], steps: _Steps, span: tuple[int, int, int]) -> None:
+    def pairs(self, o: list[Any], n: list[Any], steps: Steps, span: tuple[int, int, int]) -> None:
         """Old children i1..i2 paired in order with new ones from j1, all of the same names.
         Past the cap, rows like ones already visited are passed over by name: a name once
         pruned stays pruned (divergences and visited locations only grow)."""
@@ -396,31 +396,6 @@ class _Differ:
             self.node(o[i], n[j1 + i - i1], steps[i], None, folded)
 
 
-def _name_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
-    """difflib opcodes over two lists of names, without its quadratic case: a run of rows all
-    named `tr` is paired position by position, and only a short middle is searched."""
-    if old == new:
-        return [("equal", 0, len(old), 0, len(new))] if old else []
-    lo = 0
-    while lo < min(len(old), len(new)) and old[lo] == new[lo]:
-        lo += 1
-    hi = 0
-    while hi < min(len(old), len(new)) - lo and old[-1 - hi] == new[-1 - hi]:
-        hi += 1
-    ops = [("equal", 0, lo, 0, lo)] if lo else []
-    middle_old, middle_new = old[lo:len(old) - hi], new[lo:len(new) - hi]
-    if middle_old or middle_new:
-        if len(middle_old) * len(middle_new) > 40_000:
-            ops.append(("replace", lo, len(old) - hi, lo, len(new) - hi))
-        else:
-            matcher = difflib.SequenceMatcher(None, middle_old, middle_new, autojunk=False)
-            ops += [(tag, i1 + lo, i2 + lo, j1 + lo, j2 + lo)
-                    for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
-    if hi:
-        ops.append(("equal", len(old) - hi, len(old), len(new) - hi, len(new)))
-    return ops
-
-
 def _xml_attributes(el: Any) -> dict[str, str]:
     ns = el.nsmap
     parent = el.getparent()
@@ -437,64 +412,6 @@ def _xml_attributes(el: Any) -> dict[str, str]:
         if parent_ns.get(prefix) != uri:
             attrs[f"xmlns:{prefix}" if prefix else "xmlns"] = uri
     return attrs
-
-
-class _Steps:
-    """The location of each child, made when asked for: its name, indexed among same-named
-    siblings when the name repeats (a page has hundreds of rows; few are ever named)."""
-
-    __slots__ = ("names", "loc", "_counts", "_index", "_folded")
-
-    def __init__(self, names: list[str], loc: str) -> None:
-        self.names, self.loc = names, loc
-        self._counts: dict[str, int] | None = None
-        self._index: list[int] | None = None
-        self._folded: dict[str, str] = {}
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """How many children bear each name (made when a location is first asked for).
-        A plain dict: a Counter's constructor costs more than counting three cells."""
-        if self._counts is None:
-            names = self.names
-            if names and names.count(names[0]) == len(names):  # rows, cells: one name (in C)
-                self._counts = {names[0]: len(names)}
-            else:
-                counts = self._counts = dict.fromkeys(names, 0)
-                for name in names:
-                    counts[name] += 1
-        return self._counts
-
-    def __getitem__(self, i: int) -> str:
-        name = self.names[i]
-        step = join_location(self.loc, name)
-        if self.counts[name] > 1 or name == "text":
-            step = f"{step}[{self.index()[i]}]"
-        return step
-
-    def folded(self, i: int) -> str:
-        """The location of child `i` with every index folded to `[*]` (as signatures fold it),
-        made once per name: enough to tell whether a row like it was already visited."""
-        name = self.names[i]
-        found = self._folded.get(name)
-        if found is None:
-            step = join_location(_INDEXED.sub("[*]", self.loc), name)
-            found = self._folded[name] = (f"{step}[*]" if self.counts[name] > 1 or name == "text"
-                                          else step)
-        return found
-
-    def index(self) -> list[int]:
-        """Each child's position among the siblings of its name."""
-        if self._index is None:
-            if len(self.counts) == 1:  # rows, cells: all of one name
-                self._index = list(range(len(self.names)))
-            else:
-                seen = dict.fromkeys(self.counts, 0)
-                self._index = []
-                for name in self.names:
-                    self._index.append(seen[name])
-                    seen[name] += 1
-        return self._index
 
 
 def outer(el: Any, limit: int = MAX_VALUE_CHARS) -> str:
