@@ -6,8 +6,9 @@ Wall time on a shared machine measures the neighbours too; an instruction count 
 Each case runs twice under `valgrind --tool=cachegrind`: once with the imports, the pages
 and one warm-up compare only, once with `--calls` more compares (both sides parsed, no
 cache, as in diff.py); the difference divided by `--calls` is the cost of one compare,
-whatever the machine's load. OPENBLAS_NUM_THREADS=1: numpy (imported by a dependency)
-would otherwise start threads whose spinning is counted too.
+whatever the machine's load (PYTHONHASHSEED=0 fixes the hashes; runs still differ by up to
+~0.5 M). OPENBLAS_NUM_THREADS=1: numpy (imported by a dependency) would otherwise start
+threads whose spinning is counted too.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def instructions(case: str, calls: int) -> int:
         out = Path(tmp) / "cachegrind.out"
         cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
                sys.executable, __file__, "--run", case, str(calls)]
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if match is None:
