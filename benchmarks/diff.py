@@ -4,7 +4,9 @@
 
 Then 60 KB HTML pages (issue 16): identical bodies through the judge's bytes-equal fast
 path, and differing pages compared node by node (both sides parsed, no cache) beside a
-difflib line diff of the same pair, as a ratio measured in the same run.
+difflib line diff of the same pair, as a ratio measured in the same run (and
+benchmarks/diff_instructions.py counts the instructions of the same compares: repeatable
+whatever the load).
 
 Each case is timed for about `--seconds` (compare) and a few dozen calls (DeepDiff, which is
 ~100x slower), in the same run, so the ratio holds whatever the machine's load. A last line

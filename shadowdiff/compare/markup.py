@@ -36,7 +36,8 @@ from typing import Any, Union
 
 from lxml import etree
 
-from shadowdiff.compare.markup_lines import LineMap, pair_keys, spans_end, subtree_key
+from shadowdiff.compare.markup_lines import LineMap, pair_keys, spans_end, subtree_key, unmatched_keys
+from shadowdiff.compare.markup_steps import INDEXED, Steps, name_opcodes
 from shadowdiff.compare.rules.text import HTML_MARK, XML_MARK
 from shadowdiff.paths import join_attribute, join_location
 
@@ -53,11 +54,11 @@ MAX_DIVERGENCES = 50  # as many as an example exchange keeps (rank/tally.py)
 MAX_MARKUP_CHARS = 4_000_000
 
 _SPACE = re.compile(r"\s+")
-_INDEXED = re.compile(r"\[\d+\]")
 _HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
 _XML_START = re.compile(r"\s*<\?xml[\s?]", re.I)
 _TAG_START = re.compile(r"\s*<[A-Za-z!?]")
-_CACHE: dict[tuple[str, str], Union[tuple[str, Any], None]] = {}
+#: (fmt, text, parse_markup's answer, the bytes parsed), oldest first.
+_CACHE: list[tuple[str, str, Union[tuple[str, Any], None], bytes]] = []
 _CACHE_SIZE = 4  # old is compared with new and then with the replica: keep its parse
 # HTML's boolean attributes: `disabled`, `disabled=""` and `disabled="disabled"` are one value.
 _BOOLEAN = frozenset({
@@ -97,10 +98,10 @@ def markup_divergences(old: str, new: str, fmt: str, loc: str = "body") -> list[
     >>> markup_divergences("<p class=a>Hi</p>", "<p class=b>Hi</p>", "html")
     [('body.html.body.p@class', 'value_changed', 'a', 'b')]
     """
-    old_doc, new_doc = parse_markup(old, fmt), parse_markup(new, fmt)
+    (old_doc, old_data), (new_doc, new_data) = _parsed(old, fmt), _parsed(new, fmt)
     if old_doc is None or new_doc is None:
         return None
-    differ = _Differ(fmt == "xml", LineMap(_source(old), _source(new)))
+    differ = _Differ(fmt == "xml", LineMap(old_data, new_data))
     if old_doc[0] != new_doc[0]:
         differ.add(join_location(loc, "!doctype"), "value_changed", old_doc[0], new_doc[0])
     o, n = old_doc[1], new_doc[1]
@@ -120,20 +121,30 @@ def _source(text: str) -> str:
 
 def parse_markup(text: str, fmt: str) -> tuple[str, Any] | None:
     """(doctype, root element) of an HTML or XML text, None if it has no element; cached."""
-    key = (fmt, text)
-    if key in _CACHE:
-        return _CACHE[key]
-    found = None if len(text) > MAX_MARKUP_CHARS else _parse(text, fmt)
+    return _parsed(text, fmt)[0]
+
+
+def _parsed(text: str, fmt: str) -> tuple[tuple[str, Any] | None, bytes]:
+    """parse_markup's answer and the bytes parsed (the line map's source), cached: old is
+    compared with new and then with the replica."""
+    for entry in _CACHE:
+        # == on two str is a length check, then a memcmp: a dict key would hash each
+        # 60 KB body (~0.3 M instructions) on every look-up
+        if entry[0] == fmt and entry[1] == text:
+            return entry[2], entry[3]
+    if len(text) > MAX_MARKUP_CHARS:
+        found, data = None, b""
+    else:
+        # Bytes with the encoding stated: a str carrying an XML encoding declaration is refused.
+        data = _source(text).encode("utf-8", "surrogatepass")
+        found = _parse(data, fmt)
     if len(_CACHE) >= _CACHE_SIZE:
-        del _CACHE[next(iter(_CACHE))]
-    _CACHE[key] = found
-    return found
+        del _CACHE[0]
+    _CACHE.append((fmt, text, found, data))
+    return found, data
 
 
-def _parse(text: str, fmt: str) -> tuple[str, Any] | None:
-    body = _source(text)
-    # Bytes with the encoding stated: a str carrying an XML encoding declaration is refused.
-    data = body.encode("utf-8", "surrogatepass")
+def _parse(data: bytes, fmt: str) -> tuple[str, Any] | None:
     try:
         if fmt == "xml":
             # Entities stay unexpanded and nothing is fetched: captured bodies are untrusted.
@@ -164,6 +175,11 @@ def _raw_text(el: Any) -> list[str | None]:
     return [el.text, *[c.tail for c in el]]
 
 
+def _collapse(text: str | None) -> str:
+    """A leaf's `_text`: its own text, collapsed."""
+    return _SPACE.sub(" ", text).strip() if text else ""
+
+
 def _text(el: Any) -> str:
     """The text directly inside an element (its own and its children's tails), collapsed."""
     texts = [el.text] if el.text else []
@@ -184,7 +200,7 @@ class _Differ:
         self._visited: set[str] = set()  # element locations descended, indices folded
 
     def add(self, location: str, kind: str, old: Any, new: Any) -> None:
-        signature = (_INDEXED.sub("[*]", location), kind)
+        signature = (INDEXED.sub("[*]", location), kind)
         if len(self.out) >= MAX_DIVERGENCES and signature in self._seen:
             return
         self._seen.add(signature)
@@ -212,7 +228,7 @@ class _Differ:
         `o_end` is the last source line of old's element, when known; `folded`, its location
         with indices folded, when the caller has it."""
         if folded is None:
-            folded = _INDEXED.sub("[*]", loc)
+            folded = INDEXED.sub("[*]", loc)
         if self.pruned(folded):
             return  # past the cap, another row like one already seen: bounded work
         self._visited.add(folded)
@@ -223,8 +239,9 @@ class _Differ:
             if o_attrs != n_attrs:
                 self.attributes(o_attrs, n_attrs, loc)
         if not len(o) and not len(n):  # two leaves (most nodes): their text is all there is
-            if o.text != n.text:
-                self.text(o, n, loc)
+            o_text, n_text = o.text, n.text
+            if o_text != n_text:
+                self.texts(_collapse(o_text), _collapse(n_text), loc)
             return
         if self.xml:
             if _raw_text(o) != _raw_text(n):
@@ -241,7 +258,9 @@ class _Differ:
 
     def text(self, o: Any, n: Any, loc: str) -> None:
         """The text directly inside two elements, compared collapsed."""
-        o_text, n_text = _text(o), _text(n)
+        self.texts(_text(o), _text(n), loc)
+
+    def texts(self, o_text: str, n_text: str, loc: str) -> None:
         if o_text != n_text:
             self.add(join_location(loc, "text"), "value_changed", _cut(o_text), _cut(n_text))
 
@@ -260,14 +279,13 @@ class _Differ:
             o_names, n_names = [self.name(c) for c in o], [self.name(c) for c in n]
         else:  # an HTML name is the tag as parsed
             o_names, n_names = [c.tag for c in o], [c.tag for c in n]
-        o_steps, n_steps = _Steps(o_names, loc), _Steps(n_names, loc)
         if o_names == n_names:
-            self.in_place(o, n, loc, (o_steps, o_names), o_end)
+            self.in_place(o, n, loc, (Steps(o_names, loc), o_names), o_end)
             return
-        self.aligned(o, n, (o_names, n_names), (o_steps, n_steps))
+        self.aligned(o, n, (o_names, n_names), (Steps(o_names, loc), Steps(n_names, loc)))
 
     def in_place(self, o: list[Any], n: list[Any], loc: str,
-                 steps_names: tuple[_Steps, list[str]], o_end: int | None) -> None:
+                 steps_names: tuple[Steps, list[str]], o_end: int | None) -> None:
         """Children with the same names in the same order: the common case of a change.
         Unchanged source lines settle most pairs; a serialization settles the rest.
         `o_end`: the last source line of their old parent, when known."""
@@ -276,27 +294,57 @@ class _Differ:
         # Python call): a child's span ends where its next sibling starts.
         starts, n_starts = [c.sourceline for c in o], [c.sourceline for c in n]
         ends = spans_end(starts, o_end)
-        same = self.lines.same
-        maybe = [i for i in range(len(o)) if not same(starts[i], n_starts[i], ends[i])]
+        maybe = self.lines.changed(starts, n_starts, ends)
         # Descending is cheaper than serializing (lines prune the walk below), so serialize
         # only where a reordering is possible: two children of one name, or more children.
         swap = len(maybe) == 2 and names[maybe[0]] == names[maybe[1]]
-        keys = pair_keys(o, n, maybe, self.xml) if len(maybe) > 2 or swap else {}
-        differing = [i for i in maybe if i not in keys or keys[i][0] != keys[i][1]]
-        if len(differing) > 1 and keys and Counter(keys[i][0] for i in differing) \
-                == Counter(keys[i][1] for i in differing):
-            self.add(loc, "order_changed", _labels(names, o), _labels(names, n))
-            return
-        if len(differing) > 2:  # maybe a row removed here and one added there: align them
-            self.aligned(o, n, (names, names), (steps, steps), keys)
-            return
+        keys = self.keys(o, n, maybe) if len(maybe) > 2 or swap else {}
+        if keys is None:  # no child's text is on the other side: all differ, none moved
+            differing = maybe
+            if len(differing) > 2:  # what aligned() makes of keys that are all unmatched
+                if len(maybe) == len(o):
+                    self.run(o, n, (names, names), (steps, steps), (0, len(o), 0, len(n)))
+                else:
+                    self.aligned(o, n, (names, names), (steps, steps), unmatched_keys(maybe))
+                return
+        else:
+            differing = [i for i in maybe if i not in keys or keys[i][0] != keys[i][1]]
+            if len(differing) > 1 and keys and Counter(keys[i][0] for i in differing) \
+                    == Counter(keys[i][1] for i in differing):
+                self.add(loc, "order_changed", _labels(names, o), _labels(names, n))
+                return
+            if len(differing) > 2:  # maybe a row removed here and one added there: align them
+                self.aligned(o, n, (names, names), (steps, steps), keys)
+                return
         for i in differing:
             folded = steps.folded(i)
             if not self.pruned(folded):
                 self.node(o[i], n[i], steps[i], ends[i], folded)
 
+    def keys(self, o: list[Any], n: list[Any], at: list[int]) -> dict[int, tuple[Any, Any]] | None:
+        """pair_keys, but HTML leaves (a row's cells) compared in place first, and keyed only
+        if two or more differ: the keys then serve the reorder check and the alignment; else
+        only to tell which differ, and a mark (0, 0) equal, (0, 1) not, does that. Same cells
+        differ either way: a leaf's key is its tag (the same: same names), attributes, text."""
+        if not self.xml:
+            marks: dict[int, tuple[Any, Any]] = {}
+            differing = 0
+            for i in at:
+                a, b = o[i], n[i]
+                if len(a) or len(b):
+                    break
+                if a.text == b.text and a.items() == b.items():
+                    marks[i] = (0, 0)
+                else:
+                    marks[i] = (0, 1)
+                    differing += 1
+            else:
+                if differing < 2:
+                    return marks
+        return pair_keys(o, n, at, self.xml)
+
     def aligned(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
-                steps: tuple[_Steps, _Steps], known: dict[int, tuple[Any, Any]] | None = None) -> None:
+                steps: tuple[Steps, Steps], known: dict[int, tuple[Any, Any]] | None = None) -> None:
         """Children whose names differ: aligned by equal subtrees, then paired by name.
         `known`: keys already made, by position (old, new)."""
         known = known or {}
@@ -315,10 +363,10 @@ class _Differ:
                 self.run(o, n, (o_names, n_names), (o_steps, n_steps), (i1, i2, j1, j2))
 
     def run(self, o: list[Any], n: list[Any], names: tuple[list[str], list[str]],
-            steps: tuple[_Steps, _Steps], span: tuple[int, int, int, int]) -> None:
+            steps: tuple[Steps, Steps], span: tuple[int, int, int, int]) -> None:
         """A replaced run of children: pair them by name, the rest is missing or added."""
         a, b, c, d = span
-        for tag, i1, i2, j1, j2 in _name_opcodes(names[0][a:b], names[1][c:d]):
+        for tag, i1, i2, j1, j2 in name_opcodes(names[0][a:b], names[1][c:d]):
             if tag == "equal":
                 self.pairs(o, n, steps[0], (a + i1, a + i2, c + j1))
                 continue
@@ -327,12 +375,13 @@ class _Differ:
             for j in range(c + j1, c + j2):
                 self.add(steps[1][j], "field_added", None, outer(n[j]))
 
-    def pairs(self, o: list[Any], n: list[Any], steps: _Steps, span: tuple[int, int, int]) -> None:
+    def pairs(self, o: list[Any], n: list[Any], steps: Steps, span: tuple[int, int, int]) -> None:
         """Old children i1..i2 paired in order with new ones from j1, all of the same names.
         Past the cap, rows like ones already visited are passed over by name: a name once
         pruned stays pruned (divergences and visited locations only grow)."""
         i1, i2, j1 = span
         pruned: set[str] = set()
+        names = 0  # how many names the span has, counted when one is first pruned
         for i in range(i1, i2):
             name = steps.names[i]
             if name in pruned:
@@ -340,33 +389,11 @@ class _Differ:
             folded = steps.folded(i)
             if self.pruned(folded):
                 pruned.add(name)
+                names = names or len(set(steps.names[i1:i2]))
+                if len(pruned) == names:
+                    break  # every row left bears a pruned name: 400 rows not looped over
                 continue
             self.node(o[i], n[j1 + i - i1], steps[i], None, folded)
-
-
-def _name_opcodes(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
-    """difflib opcodes over two lists of names, without its quadratic case: a run of rows all
-    named `tr` is paired position by position, and only a short middle is searched."""
-    if old == new:
-        return [("equal", 0, len(old), 0, len(new))] if old else []
-    lo = 0
-    while lo < min(len(old), len(new)) and old[lo] == new[lo]:
-        lo += 1
-    hi = 0
-    while hi < min(len(old), len(new)) - lo and old[-1 - hi] == new[-1 - hi]:
-        hi += 1
-    ops = [("equal", 0, lo, 0, lo)] if lo else []
-    middle_old, middle_new = old[lo:len(old) - hi], new[lo:len(new) - hi]
-    if middle_old or middle_new:
-        if len(middle_old) * len(middle_new) > 40_000:
-            ops.append(("replace", lo, len(old) - hi, lo, len(new) - hi))
-        else:
-            matcher = difflib.SequenceMatcher(None, middle_old, middle_new, autojunk=False)
-            ops += [(tag, i1 + lo, i2 + lo, j1 + lo, j2 + lo)
-                    for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
-    if hi:
-        ops.append(("equal", len(old) - hi, len(old), len(new) - hi, len(new)))
-    return ops
 
 
 def _xml_attributes(el: Any) -> dict[str, str]:
@@ -385,54 +412,6 @@ def _xml_attributes(el: Any) -> dict[str, str]:
         if parent_ns.get(prefix) != uri:
             attrs[f"xmlns:{prefix}" if prefix else "xmlns"] = uri
     return attrs
-
-
-class _Steps:
-    """The location of each child, made when asked for: its name, indexed among same-named
-    siblings when the name repeats (a page has hundreds of rows; few are ever named)."""
-
-    __slots__ = ("names", "loc", "_counts", "_index", "_folded")
-
-    def __init__(self, names: list[str], loc: str) -> None:
-        self.names, self.loc = names, loc
-        self._counts: Counter[str] | None = None
-        self._index: list[int] | None = None
-        self._folded: dict[str, str] = {}
-
-    @property
-    def counts(self) -> Counter[str]:
-        """How many children bear each name (made when a location is first asked for)."""
-        if self._counts is None:
-            self._counts = Counter(self.names)
-        return self._counts
-
-    def __getitem__(self, i: int) -> str:
-        name = self.names[i]
-        step = join_location(self.loc, name)
-        if self.counts[name] > 1 or name == "text":
-            step = f"{step}[{self.index()[i]}]"
-        return step
-
-    def folded(self, i: int) -> str:
-        """The location of child `i` with every index folded to `[*]` (as signatures fold it),
-        made once per name: enough to tell whether a row like it was already visited."""
-        name = self.names[i]
-        found = self._folded.get(name)
-        if found is None:
-            step = join_location(_INDEXED.sub("[*]", self.loc), name)
-            found = self._folded[name] = (f"{step}[*]" if self.counts[name] > 1 or name == "text"
-                                          else step)
-        return found
-
-    def index(self) -> list[int]:
-        """Each child's position among the siblings of its name."""
-        if self._index is None:
-            seen: Counter[str] = Counter()
-            self._index = []
-            for name in self.names:
-                self._index.append(seen[name])
-                seen[name] += 1
-        return self._index
 
 
 def outer(el: Any, limit: int = MAX_VALUE_CHARS) -> str:
