@@ -44,9 +44,9 @@ CHUNK = 2_000
 SCHEDULER_LOG_LENGTH = 16
 
 #: Below this many exchanges a LocalCluster's start costs more than it saves. Measured on 2
-#: cores with the targets on the same machine (benchmarks/replay.py): 2 workers start 1.6 s
-#: later than one process and then save ~22 us per identical pair (6,922 vs 6,005 pairs/s
-#: marginal), so they come out ahead past ~75,000 exchanges.
+#: cores with the targets on the same machine (benchmarks/replay.py, three quiet runs): 2
+#: workers start ~1.7 s later than one process and then save 5-50 us per identical pair,
+#: so they come out ahead past 35,000-70,000 exchanges (one run: ~350,000).
 AUTO_MIN_EXCHANGES = 100_000
 
 
