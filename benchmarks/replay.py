@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -104,6 +106,25 @@ def start_nginx(work: Path, role: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"nginx did not start on port {port}: see {prefix}/error.log")
 
 
+@contextmanager
+def nginx_servers(roles: tuple[str, ...], prefix: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """(a work folder, role -> URL) of an nginx per role; all stopped and the folder gone after."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    work.chmod(0o755)  # nginx's workers run as an unprivileged user and must read the files
+    procs = []
+    try:
+        urls = {}
+        for role in roles:
+            proc, urls[role] = start_nginx(work, role)
+            procs.append(proc)
+        yield work, urls
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGQUIT)
+            p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def make_capture(path: Path, n: int, kind: str) -> None:
     with CaptureWriter(path, source="benchmark") as w:
         for i in range(n):
@@ -144,7 +165,7 @@ _RSS_WRAPPER = (
     "atexit.register(_report)\n"
     "import os\n"
     "if os.environ.get('SHADOWDIFF_BENCH_NO_NOISE'):\n"  # mode b: send, but judge old/new only
-    "    import dataclasses, shadowdiff.pipeline.orchestrate as p\n"
+    "    import dataclasses, shadowdiff.pipeline.judging as p\n"
     "    _judge = p.judge\n"
     "    def _old_new(trial, *a, **k):\n"
     "        kept = {r: o for r, o in trial.outcomes.items() if r != 'old_replica'}\n"
@@ -178,7 +199,9 @@ def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | 
     elapsed = time.perf_counter() - start
     cpu = re.findall(r"^CPU ([\d.]+)$", proc.stderr, re.M)
     LAST_RUN.update(wall=elapsed, cpu=float(cpu[-1]) if cpu else float("nan"))
-    if proc.returncode not in (0, 1):
+    # exit 1 is a run that found divergences, and also Python's for an uncaught exception:
+    # only the summary tells them apart
+    if proc.returncode not in (0, 1) or not (out / "summary.json").exists():
         raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rss_kb = int(re.findall(r"^RSS (\d+)$", proc.stderr, re.M)[-1])
     summary = json.loads((out / "summary.json").read_text())
@@ -289,27 +312,15 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("nginx"):
         raise SystemExit("benchmarks/replay.py needs nginx (apt-get install nginx-light)")
-    work = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
-    work.chmod(0o755)  # nginx's workers run as an unprivileged user and must read the files
-    procs = []
-    try:
-        old_proc, old = start_nginx(work, "old")
-        new_proc, new = start_nginx(work, "new")
-        procs = [old_proc, new_proc]
+    roles = ("old", "new", "replica") if args.replica else ("old", "new")
+    with nginx_servers(roles, "shadowdiff-bench-") as (work, urls):
+        old, new = urls["old"], urls["new"]
         if args.replica:
-            replica_proc, replica = start_nginx(work, "replica")
-            procs.append(replica_proc)
-            replica_mode(work, old, new, replica, args)
+            replica_mode(work, old, new, urls["replica"], args)
             return
         ref = wrk_rate(old)
         print(f"wrk -t1 -c32 on old nginx: {ref:,.0f} requests/s" if ref else "wrk: not installed")
         standard_mode(work, old, new, ref, args)
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGQUIT)
-            p.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")

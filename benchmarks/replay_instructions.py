@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from replay import make_capture, start_nginx  # noqa: E402
+from replay import make_capture, nginx_servers  # noqa: E402
 
 
 def instructions(capture: Path, old: str, new: str, out: Path) -> int:
@@ -50,28 +48,16 @@ def main() -> None:
     args = parser.parse_args()
     if not (shutil.which("valgrind") and shutil.which("nginx")):
         raise SystemExit("needs valgrind and nginx (apt-get install valgrind nginx-light)")
-    work = Path(tempfile.mkdtemp(prefix="shadowdiff-instr-"))
-    work.chmod(0o755)  # nginx's workers run as an unprivileged user and must read the files
-    procs = []
-    try:
-        old_proc, old = start_nginx(work, "old")
-        new_proc, new = start_nginx(work, "new")
-        procs = [old_proc, new_proc]
+    with nginx_servers(("old", "new"), "shadowdiff-instr-") as (work, urls):
         counts = {}
         for n in (args.small, args.large):
             cap = work / f"{args.kind}-{n}.jsonl"
             make_capture(cap, n, args.kind)
-            counts[n] = instructions(cap, old, new, work / f"out-{n}")
-        per_pair = (counts[args.large] - counts[args.small]) / (args.large - args.small)
-        fixed = counts[args.small] - per_pair * args.small
-        print(f"{args.kind}: {per_pair:,.0f} instructions per pair (marginal, "
-              f"{args.small:,} vs {args.large:,} exchanges); fixed {fixed / 1e9:.2f} G")
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGQUIT)
-            p.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-
+            counts[n] = instructions(cap, urls["old"], urls["new"], work / f"out-{n}")
+    per_pair = (counts[args.large] - counts[args.small]) / (args.large - args.small)
+    fixed = counts[args.small] - per_pair * args.small
+    print(f"{args.kind}: {per_pair:,.0f} instructions per pair (marginal, "
+          f"{args.small:,} vs {args.large:,} exchanges); fixed {fixed / 1e9:.2f} G")
 
 if __name__ == "__main__":
     main()
