@@ -169,3 +169,17 @@ def tls_nginx(prefix: Path, vhosts: Sequence[VHost], http2: bool = False,
         except subprocess.TimeoutExpired:
             proc.kill()  # this PID only (master_process off: nginx is this one process)
             proc.wait(5)
+
+
+@contextmanager
+def h2_and_http1_nginx(folder: Path, names: tuple[str, str]) -> Iterator[tuple[int, int, TestCA]]:
+    """(port, port, CA): two nginx under `folder/<name>` serving `shop.test` with one
+    certificate of a test CA, both logging `$server_protocol`; the first offers h2 and
+    http/1.1 by ALPN, the second http/1.1 only."""
+    ca = TestCA(folder / "ca")
+    cert = ca.issue("shop", ["shop.test"])
+    both, only = names
+    with tls_nginx(folder / both, [VHost("shop.test", cert, "shop")], http2=True,
+                   access_log=True) as h2, \
+         tls_nginx(folder / only, [VHost("shop.test", cert, "shop")], access_log=True) as plain:
+        yield h2, plain, ca

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runs import run
-from tls_servers import TestCA, VHost, tls_nginx
+from tls_servers import h2_and_http1_nginx
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     folder = tmp_path_factory.mktemp("h2run")
-    ca = TestCA(folder / "ca")
-    cert = ca.issue("shop", ["shop.test"])
-    with tls_nginx(folder / "old", [VHost("shop.test", cert, "shop")], http2=True,
-                   access_log=True) as old, \
-         tls_nginx(folder / "new", [VHost("shop.test", cert, "shop")], access_log=True) as new:
+    with h2_and_http1_nginx(folder, ("old", "new")) as (old, new, ca):
         page = json.dumps({"items": list(range(50)), "name": "shop"}).encode()
         for which in ("old", "new"):   # the same bytes and mtime: the same ETag, Last-Modified
             path = folder / which / "files" / "page.json"

@@ -23,7 +23,7 @@ from shadowdiff.protocols.http.h2_sender import H2Sender, NotHttp2, VersionRoute
 from shadowdiff.protocols.http.plugin import PROTOCOL
 from shadowdiff.protocols.http.tls import TlsSettings
 from shadowdiff.replay.options import ReplayConfig
-from tls_servers import TestCA, VHost, tls_nginx
+from tls_servers import TestCA, h2_and_http1_nginx
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +44,7 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     folder = tmp_path_factory.mktemp("h2")
-    ca = TestCA(folder / "ca")
-    cert = ca.issue("shop", ["shop.test"])
-    with tls_nginx(folder / "h2", [VHost("shop.test", cert, "shop")], http2=True,
-                   access_log=True) as h2, \
-         tls_nginx(folder / "plain", [VHost("shop.test", cert, "shop")], access_log=True) as plain:
+    with h2_and_http1_nginx(folder, ("h2", "plain")) as (h2, plain, ca):
         for which in ("h2", "plain"):
             (folder / which / "files" / "big.bin").write_bytes(os.urandom(BIG))
         yield Servers(h2, plain, ca, folder)
