@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from shadowdiff.cli.capture import SECRET_OPTIONS
+from shadowdiff.cli.tls import tls_options
 
 
 _SAFE = "GET,HEAD,OPTIONS"
@@ -37,21 +38,11 @@ def _redact(config_path: str | None, keep_secrets: bool) -> object:
     return load_config(config_path).redact.keeping(keep_secrets)
 
 
-
-
 #: The TLS options that concern the copies to new (old is mitmproxy's upstream, not ours).
 _NEW_TLS = ("new_address", "resolve", "ca_bundle", "client_cert", "client_key", "insecure")
 
 
-def _new_tls(config_path: str | None, flags: dict[str, Any]) -> Any:
-    """new's TLS settings: `[tls]` / `[tls.new]` of the config with the flags laid over."""
-    from shadowdiff.config import load_config
-    from shadowdiff.config.tls import tls_flags
-    return tls_flags(load_config(config_path).replay, flags).for_role("new").tls
-
-
 def _new_tls_options(func: Callable[..., None]) -> Callable[..., None]:
-    from shadowdiff.cli.tls import tls_options
     return tls_options(func, only=_NEW_TLS)  # type: ignore[no-any-return]
 
 
@@ -108,18 +99,22 @@ def mirror(listen: str, old: str, new: str, output: str, sample: float, sample_h
     `[tls]` / `[tls.new]` of --config, as `run` reaches it."""
     import logging
 
+    from shadowdiff.config import load_config
+    from shadowdiff.config.tls import tls_flags
     from shadowdiff.live.mirror import run_mirror
     from shadowdiff.live.queue import MirrorSettings, describe
     # mitmproxy reports through `logging`: show its warnings and errors (old unreachable, a
     # client refused) on stderr, not its per-connection chatter.
     logging.basicConfig(level=logging.WARNING, format="shadowdiff mirror: %(levelname)s: %(message)s")
     host, port = parse_listen(listen)
+    config = load_config(config_path)
     settings = MirrorSettings(
         new=new, output=output, sample=sample, queue=queue, timeout_s=timeout,
         methods=tuple(m.strip().upper() for m in methods.split(",") if m.strip()),
         concurrency=concurrency, sample_header=sample_header, drain_s=drain,
         source=f"mirror:{old}->{new}", max_body_bytes=max_body_bytes, keep_secrets=keep_secrets,
-        redact=_redact(config_path, keep_secrets), tls=_new_tls(config_path, tls))
+        redact=config.redact.keeping(keep_secrets),
+        tls=tls_flags(config.replay, tls).for_role("new").tls)  # [tls], [tls.new], the flags
     stats = asyncio.run(run_mirror(host, port, old, settings, confdir=confdir,
                                    on_ready=_ready("mirror")))
     click.echo(f"wrote {stats['recorded']} exchanges to {output} ({describe(stats)})")

@@ -65,9 +65,9 @@ class MirrorSettings:
     keep_secrets: bool = False
     """Store credentials, cookies and tokens as seen; by default they are hashed (scrub.py)."""
     redact: RedactConfig = field(default_factory=RedactConfig)
+    """What counts as a secret (`[redact]`); `keep_secrets` above wins."""
     tls: TlsSettings = field(default_factory=TlsSettings)
     """How copies reach an HTTPS new: trust, client certificate, pinned address ([tls])."""
-    """What counts as a secret (`[redact]`); `keep_secrets` above wins."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Larger request bodies are refused by the proxy (413) and larger answers of new are
     a `too_large` failure."""
