@@ -18,6 +18,7 @@ from shadowdiff.pipeline.partitioned import Engine, shared_engine
 from shadowdiff.rank.traffic import Usage
 from shadowdiff.rank.routing import build_templater, usage_from_logs
 from shadowdiff.report.markdown import example_sides
+from shadowdiff.report import charts
 
 
 def load_usage(paths: Sequence[str], config: Config | None = None, *,
@@ -50,7 +51,8 @@ def execute(captures: tuple[str, ...], config: Config, *, out_dir: str | Path | 
     With `quiet` (cron), no bar and no table: the one-line verdict on standard output.
     """
     workers = 1 if resume else workers
-    with shared_engine(workers, scheduler) as engine:  # one cluster for the logs and the run
+    # One cluster for the logs and the run; while it starts, the report's imports.
+    with shared_engine(workers, scheduler, meanwhile=charts.warm) as engine:
         usage, templater = load_usage(usage_logs, config, openapi=openapi, routes=routes,
                                       engine=engine)
         options: dict[str, Any] = {"usage": usage, "templater": templater, "junit": junit,

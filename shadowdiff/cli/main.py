@@ -26,6 +26,7 @@ from shadowdiff.cli.tls import TLS_OPTIONS
 from shadowdiff.config.tls import tls_flags
 from shadowdiff.replay.options import Targets
 from shadowdiff.errors import EXIT_INPUT, ShadowdiffError
+from shadowdiff.pipeline.local import auto_workers, start_forkserver
 
 
 class _Group(click.Group):
@@ -170,20 +171,21 @@ def run_options(func: Any) -> Any:
 def run(captures: tuple[str, ...], usage_logs: tuple[str, ...], config_path: str | None,
         out: str | None, quiet: bool, **flags: Any) -> None:
     """Replay CAPTURE files (shadowdiff, HAR, pcap, mitmproxy flows, access logs) to old and new."""
-    from shadowdiff.cli.console import execute
     config = build_config(config_path, **flags)
     config, out, nightly = apply_nightly_flags(config, out, flags)
+    workers, scheduler = _workers(flags.pop("workers", "auto"), captures), flags.pop("scheduler", None)
+    if workers > 1 and scheduler is None and not nightly.get("resume"):
+        start_forkserver()  # its imports now run beside this process's next ones, not after
+    from shadowdiff.cli.console import execute
     code = execute(captures, config, out_dir=out, usage_logs=usage_logs, quiet=quiet,
                    openapi=flags.pop("openapi", None), routes=flags.pop("routes", ()),
-                   workers=_workers(flags.pop("workers", "auto"), captures),
-                   scheduler=flags.pop("scheduler", None), **nightly)
+                   workers=workers, scheduler=scheduler, **nightly)
     sys.exit(code)
 
 
 def _workers(value: str, captures: tuple[str, ...]) -> int:
     if value == "auto":
         from shadowdiff.cli.progress import capture_total
-        from shadowdiff.pipeline.partitioned import auto_workers
         return auto_workers(capture_total(captures))
     if not value.isdigit() or int(value) < 1:
         raise click.BadParameter(f"{value!r} is not a number of workers or 'auto'",

@@ -274,6 +274,7 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
                         progress: ProgressFn | None,
                         endpoint_of: Callable[[Request], str]) -> None:
     from shadowdiff.pipeline import partitioned  # Dask: only for partitioned runs
+    from shadowdiff.report import charts
 
     tally, state, results, book = sinks
 
@@ -290,8 +291,8 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
         state.errors.append(f"chunk {index} ({size} exchanges) was not judged: "
                             f"{exc.__class__.__name__}: {exc}")
 
-    with partitioned.dask_client(engine.workers, engine.scheduler, engine.client) as (client,
-                                                                                  share):
+    with partitioned.dask_client(engine.workers, engine.scheduler, engine.client,
+                                 meanwhile=charts.warm) as (client, share):
         from shadowdiff.pipeline import pacing  # imports distributed: only when partitioned
 
         setup = partitioned.Setup(config, protocol, templater, share,

@@ -15,8 +15,6 @@ driver's memory stays flat however long the capture is. docs/scale.md says how t
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -27,6 +25,7 @@ import orjson
 from shadowdiff.capture.jsonl import exchange_from_dict, exchange_to_dict
 from shadowdiff.config import Config
 from shadowdiff.model import Exchange, Request
+from shadowdiff.pipeline.local import start_forkserver
 from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
 from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
@@ -42,21 +41,6 @@ CHUNK = 2_000
 
 #: Transitions the in-process scheduler remembers (see open_client).
 SCHEDULER_LOG_LENGTH = 16
-
-#: Below this many exchanges a LocalCluster's start costs more than it saves. Measured on 2
-#: cores with the targets on the same machine (benchmarks/replay.py, three quiet runs): 2
-#: workers start ~1.7 s later than one process and then save 5-50 us per identical pair,
-#: so they come out ahead past 35,000-70,000 exchanges (one run: ~350,000).
-AUTO_MIN_EXCHANGES = 100_000
-
-
-def auto_workers(total: int | None) -> int:
-    """`--workers auto`: every core this process may use for a large capture, else 1."""
-    if total is None or total < AUTO_MIN_EXCHANGES:
-        return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else (os.cpu_count() or 1))
-
 
 @dataclass(frozen=True)
 class Setup:
@@ -147,8 +131,12 @@ def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
         yield chunk
 
 
-def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
-    """A Dask client: to `scheduler`, or to a new LocalCluster of `workers` processes."""
+def open_client(workers: int, scheduler: str | None,
+                meanwhile: Callable[[], None] | None = None) -> tuple[Any, Any]:
+    """A Dask client: to `scheduler`, or to a new LocalCluster of `workers` processes.
+
+    `meanwhile` runs while the LocalCluster's forkserver imports its preload on another
+    core: work this process would do later anyway (the report's imports)."""
     from distributed import Client
 
     import dask
@@ -162,20 +150,10 @@ def open_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     with dask.config.set({"distributed.admin.low-level-log-length": SCHEDULER_LOG_LENGTH}):
         if scheduler:
             return Client(scheduler, timeout="30s"), None
-        with dask.config.set(_local_workers_start()):
+        with dask.config.set(start_forkserver()):
+            if meanwhile is not None:
+                meanwhile()
             return _local_cluster(workers)
-
-
-def _local_workers_start() -> dict[str, str]:
-    """How a LocalCluster's worker processes start: forked from a forkserver that has
-    imported Dask and this module once, rather than spawned (each a fresh interpreter that
-    imports both). Measured on 2 workers: start, first task and close 3.2-3.3 s -> 2.3-2.5 s
-    (the first task's imports 0.9 -> 0.35 s, the close 0.5 -> 0.05 s)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return {}  # Windows: spawn, Dask's default
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["distributed", "shadowdiff.pipeline.partitioned"])
-    return {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
 def _local_cluster(workers: int) -> tuple[Any, Any]:
@@ -189,14 +167,14 @@ def _local_cluster(workers: int) -> tuple[Any, Any]:
 
 
 @contextmanager
-def dask_client(workers: int, scheduler: str | None, client: Any = None
-                ) -> Iterator[tuple[Any, int]]:
+def dask_client(workers: int, scheduler: str | None, client: Any = None,
+                meanwhile: Callable[[], None] | None = None) -> Iterator[tuple[Any, int]]:
     """(client, chunks judged at once) for the run; the LocalCluster it started is stopped
     after. A `client` already open (shared_engine's) is used as it is and left open."""
     if client is not None:
         yield client, _cluster_size(client)
         return
-    client, cluster = open_client(workers, scheduler)
+    client, cluster = open_client(workers, scheduler, meanwhile)
     try:
         yield client, (workers if scheduler is None else _cluster_size(client))
     finally:
@@ -228,12 +206,14 @@ class Engine:
 
 
 @contextmanager
-def shared_engine(workers: int, scheduler: str | None) -> Iterator[Engine | None]:
-    """The run's Dask engine, or None when it is judged in this process (`--workers 1`)."""
+def shared_engine(workers: int, scheduler: str | None,
+                  meanwhile: Callable[[], None] | None = None) -> Iterator[Engine | None]:
+    """The run's Dask engine, or None when it is judged in this process (`--workers 1`);
+    `meanwhile` as open_client runs it."""
     if workers <= 1 and scheduler is None:
         yield None
         return
-    with dask_client(workers, scheduler) as (client, size):
+    with dask_client(workers, scheduler, meanwhile=meanwhile) as (client, size):
         yield Engine(client, size)
 
 

@@ -96,13 +96,23 @@ def load_chart(steps: Sequence[Mapping[str, Any]], max_p99_ms: float) -> Markup 
     return _svg(fig, "load", "p99 latency against load, old and new")
 
 
-def _figure(width: float, height: float) -> tuple[Any, Any]:
+def warm() -> None:
+    """Import matplotlib now rather than at the first chart: for a caller with a moment when
+    this process would only wait (partitioned.py, while the workers' processes start)."""
+    _figure_class()
+
+
+def _figure_class() -> Any:
     import matplotlib
 
     matplotlib.use("svg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained", facecolor="none")
+    return Figure
+
+
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    fig = _figure_class()(figsize=(width, height), layout="constrained", facecolor="none")
     ax = fig.add_subplot()
     ax.set_facecolor("none")
     for side in ("top", "right"):
