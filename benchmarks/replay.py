@@ -8,7 +8,10 @@ both for /same/N, differing in two fields for /diff/N. In one run this script me
   3. shadowdiff run on 10k and 100k identical exchanges, and on 2k and 10k differing ones
      (pairs/s end to end, the marginal rate of the larger beside the smaller, CPU per pair,
      peak RSS), for each of --workers (1 and 2);
-and prints each rate as a ratio to wrk's (requests/s; a pair is two requests).
+and prints each rate as a ratio to wrk's (requests/s; a pair is two requests). The targets
+share this machine's cores with shadowdiff, so it also estimates, from each process's
+marginal CPU seconds, the rate the same cores would allow with the targets elsewhere
+("free cores"), and from that how N workers compare with one process.
 
 With `--replica` it starts a third nginx (old's replica, serving old's documents) and
 measures what noise measurement costs, on identical exchanges, on exchanges whose only
@@ -154,14 +157,18 @@ _RSS_WRAPPER = (
     "    while True:\n"
     "        for p in me.children(recursive=True):\n"
     "            try:\n"
-    "                t = p.cpu_times(); _cpu[p.pid] = t.user + t.system\n"
+    "                t = p.cpu_times(); _cpu[p.pid] = (p.ppid() == me.pid, t.user + t.system)\n"
     "            except psutil.Error:\n"
     "                pass\n"
     "        time.sleep(0.1)\n"
     "threading.Thread(target=_sample, daemon=True).start()\n"
     "def _report():\n"
     "    r = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "    sys.stderr.write(f'\\nRSS {r.ru_maxrss}\\nCPU {r.ru_utime + r.ru_stime + sum(_cpu.values())}\\n')\n"
+    "    me = r.ru_utime + r.ru_stime\n"
+    "    sys.stderr.write(f'\\nRSS {r.ru_maxrss}\\nCPU {me + sum(c for _, c in _cpu.values())}\\n')\n"
+    # the driver, its direct children (the forkserver) and the processes below (the workers)
+    "    workers = ' '.join(str(c) for child, c in _cpu.values() if not child)\n"
+    "    sys.stderr.write(f'ROLES {me} {sum(c for child, c in _cpu.values() if child)} {workers}\\n')\n"
     "atexit.register(_report)\n"
     "import os\n"
     "if os.environ.get('SHADOWDIFF_BENCH_NO_NOISE'):\n"  # mode b: send, but judge old/new only
@@ -171,13 +178,14 @@ _RSS_WRAPPER = (
     "        kept = {r: o for r, o in trial.outcomes.items() if r != 'old_replica'}\n"
     "        return _judge(dataclasses.replace(trial, outcomes=kept), *a, **k)\n"
     "    p.judge = _old_new\n"
-    "from shadowdiff.cli.main import main\n"
+    "from shadowdiff.cli.main import entry\n"
     "sys.argv = ['shadowdiff', *sys.argv[1:]]\n"
-    "main()\n"
+    "entry()\n"
 )
 
 
 LAST_RUN: dict[str, float] = {}  # the last shadowdiff_run's wall and CPU seconds
+ROLES: list[float] = []  # its CPU seconds: driver, forkserver, then each worker
 
 
 def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | None = None,
@@ -199,6 +207,8 @@ def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | 
     elapsed = time.perf_counter() - start
     cpu = re.findall(r"^CPU ([\d.]+)$", proc.stderr, re.M)
     LAST_RUN.update(wall=elapsed, cpu=float(cpu[-1]) if cpu else float("nan"))
+    roles = re.findall(r"^ROLES (.*)$", proc.stderr, re.M)
+    ROLES[:] = [float(x) for x in roles[-1].split()] if roles else []
     # exit 1 is a run that found divergences, and also Python's for an uncaught exception:
     # only the summary tells them apart
     if proc.returncode not in (0, 1) or not (out / "summary.json").exists():
@@ -258,6 +268,34 @@ def fixed_costs(work: Path, old: str, new: str, workers: list[int]) -> dict[int,
     return out
 
 
+def free_core_rate(large: list[float], small: list[float], extra: int) -> float | None:
+    """Pairs/s the processes' marginal CPU seconds allow on this machine's cores, with the
+    targets on other cores: every process may run on a core of its own, but no more cores
+    than there are. `large` and `small` are ROLES of two runs of the same kind and workers;
+    workers are alike, so they are matched by rank."""
+    if len(large) != len(small) or len(large) < 2 or extra <= 0:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = [a - b for a, b in zip(sorted(large[2:]), sorted(small[2:]))]
+    per_pair = [max(0.0, x) / extra for x in (large[0] - small[0], large[1] - small[1], *workers)]
+    if not sum(per_pair):
+        return None
+    return min(cores / sum(per_pair), 1 / max(per_pair))
+
+
+def print_speedups(rows: list[tuple]) -> None:
+    """Each worker count's free-core estimate against one process's, per kind of pair."""
+    best: dict[tuple[str, int], float] = {}
+    for label, _, workers, *_, free in rows:
+        if free:
+            best[(label, workers)] = free
+    for (label, workers), free in sorted(best.items()):
+        one = best.get((label, 1))
+        if workers > 1 and one:
+            print(f"free cores, {label}: {workers} workers {free / one:.2f}x one process "
+                  f"({free:,.0f} vs {one:,.0f} pairs/s, estimated from CPU seconds)")
+
+
 def standard_mode(work: Path, old: str, new: str, ref: float | None,
                   args: argparse.Namespace) -> None:
     """Pairs/s end to end, and marginal (the larger run's extra pairs over its extra seconds
@@ -281,22 +319,29 @@ def standard_mode(work: Path, old: str, new: str, ref: float | None,
             # difference (sizes too small to tell)
             marginal = ((n - smaller[0]) / (wall - smaller[1])
                         if smaller and smaller[0] < n and wall > smaller[1] else None)
-            seen[(kind, workers)] = (n, wall, cpu)
-            rows.append((label, n, workers, rate, marginal, 1e6 * (cpu - fixed[workers][1]) / n, rss))
+            free = free_core_rate(ROLES, smaller[3], n - smaller[0]) if smaller else None
+            seen[(kind, workers)] = (n, wall, cpu, list(ROLES))
+            rows.append((label, n, workers, rate, marginal, 1e6 * (cpu - fixed[workers][1]) / n,
+                         rss, free))
     for w, (wall, cpu) in fixed.items():
         print(f"fixed cost, {w} worker(s): {wall:.2f} s wall, {cpu:.2f} s CPU (a 1-exchange run)")
     print(f"{'pairs':>10} {'exchanges':>10} {'workers':>8} {'pairs/s':>10} {'vs wrk':>7} "
-          f"{'marginal':>9} {'vs wrk':>7} {'CPU/pair':>9} {'peak RSS':>9}")
+          f"{'marginal':>9} {'vs wrk':>7} {'CPU/pair':>9} {'peak RSS':>9} {'free cores':>10}")
     ratio = lambda r: f"{2 * r / ref:.2f}" if ref and r else "n/a"  # noqa: E731
-    for label, n, workers, rate, marginal, cpu_us, rss in rows:
+    for label, n, workers, rate, marginal, cpu_us, rss, free in rows:
         shown = f"{marginal:>9,.0f}" if marginal else f"{'':>9}"
         print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {ratio(rate):>7} {shown} "
-              f"{ratio(marginal) if marginal else '':>7} {cpu_us:>7.0f}µs {rss:>7.0f} MB")
+              f"{ratio(marginal) if marginal else '':>7} {cpu_us:>7.0f}µs {rss:>7.0f} MB "
+              f"{f'{free:,.0f}' if free else '':>10}")
+    print_speedups(rows)
     print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s;\n"
           " pairs/s is end to end; marginal is (n - n_smaller) / (t - t_smaller) beside the row\n"
           " above of the same kind and workers; CPU/pair is user+system of shadowdiff's processes\n"
           " less a 1-exchange run's, nginx not included; RSS is the driver's: each worker is a\n"
-          " process of its own)")
+          " process of its own; free cores is the pairs/s this machine's cores would allow if\n"
+          " the targets ran elsewhere: from each process's marginal CPU seconds (driver,\n"
+          " forkserver, each worker), min(cores / their sum, 1 / the busiest's): an estimate\n"
+          " from measured CPU time, not a measured rate)")
 
 
 def main() -> None:
