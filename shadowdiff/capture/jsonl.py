@@ -188,6 +188,14 @@ def read_capture(path: str | os.PathLike[str]) -> Iterator[Exchange]:
     >>> for ex in read_capture("captures/demo.jsonl"): ...  # doctest: +SKIP
     """
     src = str(path)
+    for lineno, raw in capture_lines(path):
+        yield parse_line(raw, src, lineno)
+
+
+def capture_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of each exchange line of a capture file, unparsed, after its
+    header is checked: what a partitioned run's workers parse (pipeline/intake.py)."""
+    src = str(path)
     lineno = 0
     try:
         with open_maybe_gzip(path) as f:
@@ -196,12 +204,13 @@ def read_capture(path: str | os.PathLike[str]) -> Iterator[Exchange]:
             for raw in f:
                 lineno += 1
                 if raw.strip():
-                    yield _parse_line(raw, src, lineno)
+                    yield lineno, raw
     except READ_ERRORS as exc:
         raise truncated(exc, src, lineno + 1) from exc
 
 
-def _parse_line(raw: bytes, src: str, lineno: int) -> Exchange:
+def parse_line(raw: bytes, src: str, lineno: int) -> Exchange:
+    """One exchange line of capture `src`; a CaptureError names the line."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

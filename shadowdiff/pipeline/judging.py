@@ -105,6 +105,12 @@ def breakers_apply(protocol: Protocol, config: Config) -> bool:
             and not hasattr(protocol, "session_of"))
 
 
+def needed_roles(config: Config) -> frozenset[str]:
+    """Roles without a target: the capture must hold their recorded answers."""
+    t = config.targets
+    return frozenset({"old", "new"} - {role for role, url in (("old", t.old), ("new", t.new)) if url})
+
+
 def replay_policy(config: Config, protocol: Protocol, *, share: int = 1) -> ReplayPolicy:
     """The run's policy; with `share` partitions in flight, each gets its part of the limits
     (rate and concurrency per target are the run's, not each worker's)."""

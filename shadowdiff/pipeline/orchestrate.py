@@ -11,7 +11,7 @@ import datetime as dt
 import gzip
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,8 @@ from shadowdiff.pipeline.nightly import notify
 from shadowdiff.replay.runner import ReplayPolicy, select
 from shadowdiff.replay.breaker_log import BreakerBook
 from shadowdiff.replay.journal import Journal
-from shadowdiff.pipeline.judging import (finish_tls, judged, replay_policy, result_line, run_loop,
-                                         tls_section, with_alpn)
+from shadowdiff.pipeline.judging import (finish_tls, judged, needed_roles, replay_policy, result_line,
+                                         run_loop, tls_section, with_alpn)
 from shadowdiff.pipeline.summary import breaker_section, build_summary
 from shadowdiff.rank.tally import Tally
 
@@ -150,12 +150,6 @@ async def _replay_all(captures: tuple[str, ...], config: Config, protocol: Proto
         if progress is not None:
             progress(state)
     check_observed(needed, state)
-
-
-def needed_roles(config: Config) -> frozenset[str]:
-    """Roles without a target: the capture must hold their recorded answers."""
-    t = config.targets
-    return frozenset({"old", "new"} - {role for role, url in (("old", t.old), ("new", t.new)) if url})
 
 
 def selected(captures: tuple[str, ...], policy: ReplayPolicy, tally: Tally, state: RunState,
@@ -276,14 +270,10 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
     from shadowdiff.pipeline import partitioned  # Dask: only for partitioned runs
     from shadowdiff.report import charts
 
-    tally, state, results, book = sinks
+    tally, state, _, _ = sinks
 
     def merge(part: partitioned.Partial) -> None:
-        tally.merge(part.tally)
-        book.merge(part.breakers)
-        results.write_lines(part.results)
-        for verdict_state, n in part.states.items():
-            state.count(verdict_state, n)
+        _merge(part, sinks)
         if progress is not None:
             progress(state)
 
@@ -297,9 +287,36 @@ def _replay_partitioned(captures: tuple[str, ...], config: Config, protocol: Pro
 
         setup = partitioned.Setup(config, protocol, templater, share,
                                   pacing.install(client, config.replay.rate))
-        needed = needed_roles(config)
-        exchanges = selected(captures, replay_policy(config, protocol), tally, state,
-                             endpoint_of, needed, secrets=Redactor(config.redact))
-        partitioned.run_chunks(partitioned.chunks(exchanges, protocol), setup, client, merge,
-                               lost)
-        check_observed(needed, state)
+        setup, chunks = _chunks(captures, setup, engine, tally, state, endpoint_of)
+        partitioned.run_chunks(chunks, setup, client, merge, lost)
+        check_observed(needed_roles(config), state)
+
+
+def _chunks(captures: tuple[str, ...], setup: Any, engine: _Engine, tally: Tally,
+            state: RunState, endpoint_of: Callable[[Request], str]) -> tuple[Any, Iterator[Any]]:
+    """What to submit, and the partitioned.Setup it needs: a shadowdiff capture's own lines
+    for local workers to parse, redact and select (pipeline/intake.py), else the exchanges
+    parsed, redacted and selected here (their skips counted here)."""
+    from shadowdiff.pipeline import intake, partitioned
+
+    config, protocol = setup.config, setup.protocol
+    key = intake.raw_key(captures, protocol, config.redact, local=engine.scheduler is None)
+    if key is not False:
+        return replace(setup, redact_key=key), intake.raw_chunks(captures, partitioned.CHUNK)
+    exchanges = selected(captures, replay_policy(config, protocol), tally, state, endpoint_of,
+                         needed_roles(config), secrets=Redactor(config.redact))
+    return setup, partitioned.chunks(exchanges, protocol)
+
+
+def _merge(part: Any, sinks: tuple[Tally, RunState, _Results, BreakerBook]) -> None:
+    """One chunk's partitioned.Partial into the run's tally, counts and results.jsonl.gz."""
+    tally, state, results, book = sinks
+    tally.merge(part.tally)
+    book.merge(part.breakers)
+    results.write_lines(part.results)
+    for verdict_state, n in part.states.items():
+        state.count(verdict_state, n)
+    state.skipped += part.intake.skipped  # a raw chunk was selected on its worker
+    state.skipped_entries += part.intake.skipped_entries
+    if part.intake.error is not None:  # the capture error that ended the intake
+        state.errors.append(part.intake.error)

@@ -15,18 +15,16 @@ driver's memory stays flat however long the capture is. docs/scale.md says how t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
-from shadowdiff.capture.jsonl import exchange_from_dict, exchange_to_dict
 from shadowdiff.config import Config
-from shadowdiff.model import Exchange, Request
+from shadowdiff.model import Exchange
 from shadowdiff.pipeline.local import start_forkserver
-from shadowdiff.pipeline.judging import judged, replay_policy, result_line, run_loop
+from shadowdiff.pipeline.intake import Chunk, Intake, exchanges_of, parsed_chunks
+from shadowdiff.pipeline.judging import judged, needed_roles, replay_policy, result_line, run_loop
 from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
 from shadowdiff.rank.routing import endpoint_function
@@ -54,6 +52,7 @@ class Setup:
     # Roles whose breaker an earlier chunk gave up on: (role, opened_us, failure_rate). A
     # chunk submitted after that sends them nothing (each chunk has its own breakers).
     gave_up: tuple[tuple[str, int, float], ...] = ()
+    redact_key: bytes | None = None  # raw chunks (intake.py): the key their secrets are hashed with
 
 
 @dataclass
@@ -65,30 +64,33 @@ class Partial:
     results: bytes  # results.jsonl lines
     states: dict[str, int]  # verdict state -> exchanges
     breakers: BreakerBook  # this chunk's circuit breakers (each chunk in flight has its own)
+    intake: Intake = field(default_factory=Intake)  # a raw chunk's skips, and its capture error
 
 
-def judge_chunk(index: int, lines: list[bytes], setup: Setup) -> Partial:
+def judge_chunk(index: int, chunk: Chunk, setup: Setup) -> Partial:
     """Replay and judge one chunk (in a worker process)."""
-    protocol = setup.protocol
-    exchanges = [exchange_from_dict(orjson.loads(line)) for line in lines]
-    tally = Tally(setup.config.report)
+    protocol, config = setup.protocol, setup.config
+    tally = Tally(config.report)
     endpoint_of = endpoint_function(protocol.name, setup.templater, protocol.endpoint_key)
+    policy = replay_policy(config, protocol, share=setup.share)
+    exchanges, intake = exchanges_of(
+        chunk, policy, needed_roles(config), setup.redact_key, config.redact,
+        lambda ex, reason: tally.add_skip(endpoint_of(ex.request), ex, reason))
     out: list[bytes] = []
     states: dict[str, int] = {}
     book = BreakerBook()
 
     async def go() -> None:
-        policy = replay_policy(setup.config, protocol, share=setup.share)
-        if setup.pacer is not None:
-            policy = replace(policy, rate=setup.pacer.rate, pacer=setup.pacer.bind())
+        paced = policy if setup.pacer is None else replace(
+            policy, rate=setup.pacer.rate, pacer=setup.pacer.bind())
         gave_up = {role: (opened_us, rate) for role, opened_us, rate in setup.gave_up}
-        async for trial, verdict in judged(exchanges, setup.config, protocol, policy, tally,
+        async for trial, verdict in judged(exchanges, config, protocol, paced, tally,
                                            endpoint_of, book, gave_up):
             out.append(result_line(trial, verdict))
             states[verdict.state] = states.get(verdict.state, 0) + 1
 
     run_loop(go())
-    return Partial(index, tally, b"".join(out), states, book)
+    return Partial(index, tally, b"".join(out), states, book, intake)
 
 
 def carry_gave_up(setup: Setup, part: Partial) -> Setup:
@@ -104,31 +106,9 @@ def carry_gave_up(setup: Setup, part: Partial) -> Setup:
 
 
 def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
-           size: int | None = None) -> Iterator[list[bytes]]:
+           size: int | None = None) -> Iterator[Chunk]:
     """The exchanges as capture lines, `size` (CHUNK) at a time, whole sessions in one chunk."""
-    size = size or CHUNK  # read at call time, so a test (or a caller) may change CHUNK
-    session_of: Callable[[Request], tuple[Hashable, int] | None] | None = getattr(
-        protocol, "session_of", None)
-    chunk: list[bytes] = []
-    open_sessions: dict[Hashable, list[bytes]] = {}
-    for ex in exchanges:
-        line = orjson.dumps(exchange_to_dict(ex))
-        session = session_of(ex.request) if session_of else None
-        if session is None:
-            chunk.append(line)
-        else:
-            key, steps = session
-            lines = open_sessions.setdefault(key, [])
-            lines.append(line)
-            if len(lines) >= steps:  # every step seen: the session may travel
-                chunk.extend(open_sessions.pop(key))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    for lines in open_sessions.values():  # sessions cut short by the capture's end
-        chunk.extend(lines)
-    if chunk:
-        yield chunk
+    return parsed_chunks(exchanges, protocol, size or CHUNK)  # CHUNK read now: tests change it
 
 
 def open_client(workers: int, scheduler: str | None,
@@ -222,13 +202,15 @@ def _cluster_size(client: Any) -> int:
     return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
 
 
-def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
+def run_chunks(chunks: Iterable[Chunk], setup: Setup, client: Any,
                on_partial: Callable[[Partial], None],
                on_lost: Callable[[int, int, BaseException], None]) -> None:
-    """Submit the chunks, at most 2 per worker in flight, and hand each result over as it
-    completes (in completion order; merging does not care). A chunk whose workers kept dying
-    (Dask gives up after `distributed.scheduler.allowed-failures` deaths) goes to `on_lost`
-    with its index and size: the run goes on and its report says what was lost."""
+    """Submit the chunks, at most 2 per worker in flight (or finished and waiting), and hand
+    each result over in chunk order. A chunk whose workers kept dying (Dask gives up after
+    `distributed.scheduler.allowed-failures` deaths) goes to `on_lost` with its index and
+    size: the run goes on and its report says what was lost. A chunk that met a capture
+    error ends the run's intake there, as one process does: nothing after it is merged or
+    submitted (which is why the order: a later chunk may finish first)."""
     from distributed import as_completed
 
     limit = max(2, 2 * setup.share)
@@ -238,6 +220,7 @@ def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
     shared = setup
     pending = as_completed()
     sizes: dict[Any, tuple[int, int]] = {}
+    order = _InOrder(on_partial, on_lost)
 
     def settle(future: Any) -> None:
         nonlocal shared
@@ -245,20 +228,50 @@ def run_chunks(lines: Iterable[list[bytes]], setup: Setup, client: Any,
         try:
             part = future.result()
         except Exception as exc:  # noqa: BLE001 - KilledWorker, or the chunk's own crash
-            on_lost(index, size, exc)
+            order.arrive(index, (size, exc))
             return
         shared = carry_gave_up(shared, part)
-        on_partial(part)
+        order.arrive(index, part)
 
     try:
-        for index, chunk in enumerate(lines):
-            while pending.count() >= limit:
+        for index, chunk in enumerate(chunks):
+            while not order.stopped and pending.count() + order.waiting >= limit:
                 settle(next(pending))
+            if order.stopped:
+                break
             future = client.submit(judge_chunk, index, chunk, shared, pure=False)
             sizes[future.key] = (index, len(chunk))
             pending.add(future)
         for future in pending:
+            if order.stopped:
+                break
             settle(future)
     finally:
         for future in list(pending.futures):
             future.cancel()
+
+
+class _InOrder:
+    """Chunk results handed over by index, each as soon as those before it are."""
+
+    def __init__(self, on_partial: Callable[[Partial], None],
+                 on_lost: Callable[[int, int, BaseException], None]) -> None:
+        self._on_partial, self._on_lost = on_partial, on_lost
+        self._ready: dict[int, Partial | tuple[int, BaseException]] = {}
+        self._next = 0
+        self.stopped = False  # a capture error was handed over: the rest is not wanted
+
+    @property
+    def waiting(self) -> int:
+        return len(self._ready)
+
+    def arrive(self, index: int, result: Partial | tuple[int, BaseException]) -> None:
+        self._ready[index] = result
+        while not self.stopped and self._next in self._ready:
+            item = self._ready.pop(self._next)
+            if isinstance(item, Partial):
+                self._on_partial(item)
+                self.stopped = item.intake.error is not None
+            else:
+                self._on_lost(self._next, *item)
+            self._next += 1

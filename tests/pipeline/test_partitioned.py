@@ -24,6 +24,7 @@ from shadowdiff.capture.jsonl import exchange_to_dict, write_capture
 from shadowdiff.config import Config, Targets
 from shadowdiff.nightly.config import HistoryConfig
 from shadowdiff.pipeline import partitioned
+from shadowdiff.pipeline.intake import Chunk
 from shadowdiff.pipeline.orchestrate import run
 from shadowdiff.protocols.http import plugin as http_plugin
 
@@ -179,7 +180,7 @@ def test_a_chunk_whose_workers_keep_dying_is_reported_not_raised(capture: Path, 
     parts: list[Any] = []
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        lines = [[orjson.dumps(exchange_to_dict(make_exchange(id=f"d{i}")))] for i in range(2)]
+        lines = [Chunk([orjson.dumps(exchange_to_dict(make_exchange(id=f"d{i}")))]) for i in range(2)]
         partitioned.run_chunks(lines, setup, client, parts.append,
                                lambda index, size, exc: lost.append((index, size)))
     assert sorted(lost) == [(0, 1), (1, 1)] and not parts

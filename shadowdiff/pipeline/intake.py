@@ -1,0 +1,154 @@
+"""What the driver of a partitioned run hands its workers: chunks of capture lines.
+
+    raw:     a shadowdiff capture's own lines, read here and not parsed; each worker parses,
+             redacts and selects its chunk (skips counted in its tally)
+    parsed:  exchanges parsed, redacted and selected here and written back as lines (other
+             formats, SMTP sessions, and a cluster on other machines)
+
+Why two: parsing, redacting and re-serializing an exchange cost the driver ~15-20 us, about
+a tenth of an identical pair's CPU, and the workers then parsed the same exchange again.
+Reading a line costs well under a microsecond. Raw chunks go only to workers on this
+machine: they read the secrets the capture holds before they redact them, and a cluster
+elsewhere must not receive them (nor could it use this machine's redaction key).
+
+A capture error (a line that is not an exchange) ends the intake where it is, as in one
+process: the worker judges the lines before it and says so, and the driver merges chunks in
+order and drops every chunk after that one (run_chunks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from shadowdiff.capture import detect_format
+from shadowdiff.capture.jsonl import capture_lines, exchange_from_dict, exchange_to_dict, parse_line
+from shadowdiff.errors import CaptureError, ConfigError
+from shadowdiff.model import Exchange, Request
+from shadowdiff.protocols.base import Protocol
+from shadowdiff.replay.runner import ReplayPolicy, select
+from shadowdiff.scrub import RedactConfig, Redactor, load_key
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Lines for one worker task."""
+
+    lines: list[bytes]
+    source: str | None = None
+    """raw: the capture file the lines come from; None: exchange_to_dict lines (parsed)."""
+    linenos: list[int] | None = None
+    """raw: each line's number in `source`, for errors that name it."""
+    error: str | None = None
+    """raw: the file could not be read past these lines (this error ends the intake)."""
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def raw_key(captures: tuple[str, ...], protocol: Protocol, redact: RedactConfig,
+            local: bool) -> bytes | None | bool:
+    """Whether this run's chunks may be raw: False when not, else the redaction key the
+    workers use (None when secrets are kept). The key is read here, made if it does not
+    exist yet, so that workers never race to make two; if it cannot be, the chunks are
+    parsed here as before (the run fails only if a secret is found, as in one process)."""
+    if not local or hasattr(protocol, "session_of") or not captures:
+        return False
+    try:
+        if any(detect_format(path) != "shadowdiff" for path in captures):
+            return False
+    except CaptureError:
+        return False  # the parsed path reports it, with its position
+    if redact.keep_secrets:
+        return None
+    try:
+        return load_key(redact.key_file)
+    except ConfigError:
+        return False
+
+
+def raw_chunks(captures: tuple[str, ...], size: int) -> Iterator[Chunk]:
+    """The captures' exchange lines, `size` at a time, unparsed. A file that cannot be read
+    on ends the intake: its last chunk carries the error, so that it is reported in chunk
+    order, after any error a worker finds in an earlier line."""
+    for path in captures:
+        lines: list[bytes] = []
+        linenos: list[int] = []
+        try:
+            for lineno, raw in capture_lines(path):
+                lines.append(raw)
+                linenos.append(lineno)
+                if len(lines) >= size:
+                    yield Chunk(lines, path, linenos)
+                    lines, linenos = [], []
+        except CaptureError as exc:
+            yield Chunk(lines, path, linenos, str(exc))
+            return
+        if lines:
+            yield Chunk(lines, path, linenos)
+
+
+def parsed_chunks(exchanges: Iterable[Exchange], protocol: Protocol,
+                  size: int) -> Iterator[Chunk]:
+    """The exchanges as capture lines, `size` at a time, whole sessions in one chunk."""
+    session_of: Callable[[Request], tuple[Hashable, int] | None] | None = getattr(
+        protocol, "session_of", None)
+    chunk: list[bytes] = []
+    open_sessions: dict[Hashable, list[bytes]] = {}
+    for ex in exchanges:
+        line = orjson.dumps(exchange_to_dict(ex))
+        session = session_of(ex.request) if session_of else None
+        if session is None:
+            chunk.append(line)
+        else:
+            key, steps = session
+            lines = open_sessions.setdefault(key, [])
+            lines.append(line)
+            if len(lines) >= steps:  # every step seen: the session may travel
+                chunk.extend(open_sessions.pop(key))
+        if len(chunk) >= size:
+            yield Chunk(chunk)
+            chunk = []
+    for lines in open_sessions.values():  # sessions cut short by the capture's end
+        chunk.extend(lines)
+    if chunk:
+        yield Chunk(chunk)
+
+
+@dataclass
+class Intake:
+    """What a worker made of a raw chunk besides its exchanges."""
+
+    skipped: int = 0          # exchanges (weighted by count) the policy left out
+    skipped_entries: int = 0  # capture entries left out
+    error: str | None = None  # the capture error that ended the chunk (and the intake)
+
+
+def exchanges_of(chunk: Chunk, policy: ReplayPolicy, observed: frozenset[str],
+                 key: bytes | None, redact: RedactConfig,
+                 on_skip: Callable[[Exchange, str], None]) -> tuple[list[Exchange], Intake]:
+    """A chunk's exchanges to replay (on a worker). Parsed lines are taken as they are;
+    raw ones are parsed, redacted and selected here, as the driver does for one process."""
+    if chunk.source is None:
+        return [exchange_from_dict(orjson.loads(line)) for line in chunk.lines], Intake()
+    intake = Intake()
+    secrets = Redactor(redact, key=lambda: key or b"")
+
+    def skipped(ex: Exchange, reason: str) -> None:
+        intake.skipped += ex.count
+        intake.skipped_entries += 1
+        on_skip(ex, reason)
+
+    def read() -> Iterator[Exchange]:
+        for raw, lineno in zip(chunk.lines, chunk.linenos or ()):
+            try:
+                ex = parse_line(raw, chunk.source or "", lineno)
+            except CaptureError as exc:
+                intake.error = str(exc)
+                return
+            yield secrets.exchange(ex)
+        intake.error = chunk.error
+
+    return list(select(read(), policy, skipped, observed=observed)), intake
