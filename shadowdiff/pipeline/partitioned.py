@@ -1,7 +1,8 @@
 """Partitioned runs: the capture in chunks, judged in worker processes, merged exactly.
 
-    driver: capture -> select (skips counted here) -> chunks ──submit──> Dask workers
-    worker: chunk -> replay -> judge -> partial Tally + result lines ──> driver: merge
+    driver: capture lines -> chunks (intake.py) ──submit──> Dask workers
+    worker: chunk -> (parse, redact, select) -> replay -> judge -> partial Tally + result
+            lines ──> driver: merge, in chunk order
 
 A chunk holds whole sessions (every step of an SMTP session, which the sender replays as
 one conversation); HTTP exchanges are independent. Partial tallies merge exactly
