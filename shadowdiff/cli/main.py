@@ -168,7 +168,7 @@ _RUN_OPTIONS = [
     click.option("--quiet", "-q", is_flag=True, help="No progress line and no table (for cron)."),
     click.option("--workers", default="auto", metavar="N|auto",
                  help="Judge the capture in partitions on N worker processes (Dask LocalCluster); "
-                 "auto: every core for captures of 100,000+ exchanges, else 1 [auto] (docs/scale.md)."),
+                 "auto: every core for captures of 50,000+ exchanges, else 1 [auto] (docs/scale.md)."),
     click.option("--scheduler", metavar="tcp://HOST:8786",
                  help="Run the partitions on this existing Dask cluster (docs/scale.md)."),
 ]

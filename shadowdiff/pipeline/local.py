@@ -13,10 +13,12 @@ import multiprocessing.forkserver
 import os
 
 #: Below this many exchanges a LocalCluster's start costs more than it saves. Measured on 2
-#: cores with the targets on the same machine (benchmarks/replay.py, three quiet runs): 2
-#: workers start ~1.7 s later than one process and then save 5-50 us per identical pair,
-#: so they come out ahead past 35,000-70,000 exchanges (one run: ~350,000).
-AUTO_MIN_EXCHANGES = 100_000
+#: cores with the targets on the same machine (benchmarks/replay.py --repeat 3, three runs,
+#: raw chunks): 2 workers start 0.7-0.9 s later than one process and then save 30-59 us per
+#: identical pair, so they come out ahead past 16,000-29,000 exchanges; twice that, for a
+#: slower machine. (Before raw chunks and the early forkserver: 1.7 s and 5-50 us, 35,000-
+#: 350,000, and this was 100,000.)
+AUTO_MIN_EXCHANGES = 50_000
 
 #: What each LocalCluster worker needs imported; the forkserver imports it once.
 PRELOAD = ["distributed", "shadowdiff.pipeline.partitioned"]
