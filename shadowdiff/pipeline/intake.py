@@ -30,7 +30,7 @@ from shadowdiff.errors import CaptureError, ConfigError
 from shadowdiff.model import Exchange, Request
 from shadowdiff.protocols.base import Protocol
 from shadowdiff.replay.runner import ReplayPolicy, select
-from shadowdiff.scrub import RedactConfig, Redactor, load_key
+from shadowdiff.scrub import RedactConfig, Redactor, key_path, load_key
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class Chunk:
 def raw_key(captures: tuple[str, ...], protocol: Protocol, redact: RedactConfig,
             local: bool) -> bytes | None | bool:
     """Whether this run's chunks may be raw: False when not, else the redaction key the
-    workers use (None when secrets are kept). The key is read here, made if it does not
-    exist yet, so that workers never race to make two; if it cannot be, the chunks are
-    parsed here as before (the run fails only if a secret is found, as in one process)."""
+    workers use (None when secrets are kept). The key is read here, so that workers never
+    race to make two. Where there is none yet, this run's chunks are parsed here: the key is
+    made only when a secret is found (docs/security.md), as one process does."""
     if not local or hasattr(protocol, "session_of") or not captures:
         return False
     try:
@@ -64,10 +64,12 @@ def raw_key(captures: tuple[str, ...], protocol: Protocol, redact: RedactConfig,
         return False  # the parsed path reports it, with its position
     if redact.keep_secrets:
         return None
+    if not key_path(redact.key_file).exists():
+        return False
     try:
         return load_key(redact.key_file)
     except ConfigError:
-        return False
+        return False  # the parsed path reports it, if a secret needs the key
 
 
 def raw_chunks(captures: tuple[str, ...], size: int) -> Iterator[Chunk]:
