@@ -21,6 +21,7 @@ import hmac
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -285,17 +286,13 @@ def key_path(key_file: str | None = None) -> Path:
 def load_key(key_file: str | None = None) -> bytes:
     """The installation's HMAC key, made (32 random bytes, hex, mode 0600) on first use."""
     path = key_path(key_file)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise ConfigError(f"cannot create the redaction key: {exc.strerror or exc}",
-                          path=str(path), key="redact.key_file") from exc
-    else:
-        with os.fdopen(fd, "w") as f:  # O_EXCL: two processes never write two keys
-            f.write(secrets.token_hex(32) + "\n")
+    if not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_key(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the redaction key: {exc.strerror or exc}",
+                              path=str(path), key="redact.key_file") from exc
     try:
         text = path.read_text("ascii").strip()
         key = bytes.fromhex(text)
@@ -306,6 +303,23 @@ def load_key(key_file: str | None = None) -> bytes:
         raise ConfigError("redaction key too short (at least 32 hex digits)", path=str(path),
                           key="redact.key_file")
     return key
+
+
+def _make_key(path: Path) -> None:
+    """Write a new key beside `path`, then link it into place. Why not create `path` with
+    O_EXCL and write it: another process (a partitioned run's workers meet their first
+    secrets at once) could read it in between, empty. A link is all or nothing, and fails
+    if another process got there first: then its key is the key."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".redact-key-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
 
 
 def key_id(key: bytes) -> str:

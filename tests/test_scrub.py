@@ -9,6 +9,7 @@ import stat
 import orjson
 import pytest
 
+from shadowdiff import scrub
 from shadowdiff.errors import ConfigError
 from shadowdiff.model import Exchange, Failure, Request, Response
 from shadowdiff.scrub import KEEP_SECRETS, RedactConfig, Redactor, key_id, key_path, load_key
@@ -113,6 +114,33 @@ def test_the_key_is_made_once_private_and_reused(tmp_path) -> None:
     key = load_key(str(path))
     assert len(key) == 32 and load_key(str(path)) == key
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_key_being_made_is_never_read_half_written(tmp_path, monkeypatch) -> None:
+    """Another process meeting its first secret while this one makes the key (a partitioned
+    run's workers do) reads a whole key, and both hash with the same one."""
+    path = str(tmp_path / "redact.key")
+    real, calls, inner = scrub.secrets.token_hex, [], []
+
+    def token_hex(n: int) -> str:
+        calls.append(n)
+        if len(calls) == 1:  # while this process makes its key, another one needs it
+            inner.append(load_key(path))
+        return real(n)
+
+    monkeypatch.setattr(scrub.secrets, "token_hex", token_hex)
+    assert load_key(path) == inner[0] and len(inner[0]) == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["redact.key"], "no temporary left"
+
+
+def test_processes_meeting_their_first_secret_at_once_make_one_key(tmp_path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = str(tmp_path / "redact.key")
+    with ProcessPoolExecutor(4) as pool:
+        keys = list(pool.map(load_key, [path] * 16))
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["redact.key"]
 
 
 def test_a_damaged_key_is_a_clear_error(tmp_path) -> None:

@@ -20,17 +20,17 @@ order and drops every chunk after that one (run_chunks).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from shadowdiff.capture import detect_format
 from shadowdiff.capture.jsonl import capture_lines, exchange_from_dict, exchange_to_dict, parse_line
-from shadowdiff.errors import CaptureError, ConfigError
+from shadowdiff.errors import CaptureError
 from shadowdiff.model import Exchange, Request
 from shadowdiff.protocols.base import Protocol
 from shadowdiff.replay.runner import ReplayPolicy, select
-from shadowdiff.scrub import RedactConfig, Redactor, key_path, load_key
+from shadowdiff.scrub import RedactConfig, Redactor, key_path
 
 
 @dataclass(frozen=True)
@@ -49,27 +49,22 @@ class Chunk:
         return len(self.lines)
 
 
-def raw_key(captures: tuple[str, ...], protocol: Protocol, redact: RedactConfig,
-            local: bool) -> bytes | None | bool:
-    """Whether this run's chunks may be raw: False when not, else the redaction key the
-    workers use (None when secrets are kept). The key is read here, so that workers never
-    race to make two. Where there is none yet, this run's chunks are parsed here: the key is
-    made only when a secret is found (docs/security.md), as one process does."""
+def raw_allowed(captures: tuple[str, ...], protocol: Protocol, local: bool) -> bool:
+    """Whether this run's chunks may be raw: shadowdiff captures (plain or gzip) of a
+    protocol without sessions, judged by workers on this machine."""
     if not local or hasattr(protocol, "session_of") or not captures:
         return False
     try:
-        if any(detect_format(path) != "shadowdiff" for path in captures):
-            return False
+        return all(detect_format(path) == "shadowdiff" for path in captures)
     except CaptureError:
         return False  # the parsed path reports it, with its position
-    if redact.keep_secrets:
-        return None
-    if not key_path(redact.key_file).exists():
-        return False
-    try:
-        return load_key(redact.key_file)
-    except ConfigError:
-        return False  # the parsed path reports it, if a secret needs the key
+
+
+def worker_redact(redact: RedactConfig) -> RedactConfig:
+    """The [redact] section as local workers need it: the key file named by its absolute
+    path, so that a worker started elsewhere than the driver's directory hashes with the
+    same key. It is read (or made, at the first secret, as one process makes it) there."""
+    return replace(redact, key_file=str(key_path(redact.key_file).absolute()))
 
 
 def raw_chunks(captures: tuple[str, ...], size: int) -> Iterator[Chunk]:
@@ -130,14 +125,14 @@ class Intake:
 
 
 def exchanges_of(chunk: Chunk, policy: ReplayPolicy, observed: frozenset[str],
-                 key: bytes | None, redact: RedactConfig,
+                 redact: RedactConfig,
                  on_skip: Callable[[Exchange, str], None]) -> tuple[list[Exchange], Intake]:
     """A chunk's exchanges to replay (on a worker). Parsed lines are taken as they are;
     raw ones are parsed, redacted and selected here, as the driver does for one process."""
     if chunk.source is None:
         return [exchange_from_dict(orjson.loads(line)) for line in chunk.lines], Intake()
     intake = Intake()
-    secrets = Redactor(redact, key=None if key is None else (lambda: key))  # None: kept
+    secrets = Redactor(redact)
 
     def skipped(ex: Exchange, reason: str) -> None:
         intake.skipped += ex.count

@@ -300,9 +300,10 @@ def _chunks(captures: tuple[str, ...], setup: Any, engine: _Engine, tally: Tally
     from shadowdiff.pipeline import intake, partitioned
 
     config, protocol = setup.config, setup.protocol
-    key = intake.raw_key(captures, protocol, config.redact, local=engine.scheduler is None)
-    if key is not False:
-        return replace(setup, redact_key=key), intake.raw_chunks(captures, partitioned.CHUNK)
+    if intake.raw_allowed(captures, protocol, local=engine.scheduler is None):
+        redact = intake.worker_redact(config.redact)
+        return (replace(setup, config=replace(config, redact=redact)),
+                intake.raw_chunks(captures, partitioned.CHUNK))
     exchanges = selected(captures, replay_policy(config, protocol), tally, state, endpoint_of,
                          needed_roles(config), secrets=Redactor(config.redact))
     return setup, partitioned.chunks(exchanges, protocol)

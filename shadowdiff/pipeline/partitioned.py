@@ -53,7 +53,6 @@ class Setup:
     # Roles whose breaker an earlier chunk gave up on: (role, opened_us, failure_rate). A
     # chunk submitted after that sends them nothing (each chunk has its own breakers).
     gave_up: tuple[tuple[str, int, float], ...] = ()
-    redact_key: bytes | None = None  # raw chunks (intake.py): the key their secrets are hashed with
 
 
 @dataclass
@@ -75,7 +74,7 @@ def judge_chunk(index: int, chunk: Chunk, setup: Setup) -> Partial:
     endpoint_of = endpoint_function(protocol.name, setup.templater, protocol.endpoint_key)
     policy = replay_policy(config, protocol, share=setup.share)
     exchanges, intake = exchanges_of(
-        chunk, policy, needed_roles(config), setup.redact_key, config.redact,
+        chunk, policy, needed_roles(config), config.redact,
         lambda ex, reason: tally.add_skip(endpoint_of(ex.request), ex, reason))
     out: list[bytes] = []
     states: dict[str, int] = {}

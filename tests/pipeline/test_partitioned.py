@@ -101,9 +101,6 @@ def test_one_process_two_workers_and_a_cluster_agree(capture: Path, servers, tmp
     from distributed import LocalCluster
 
     monkeypatch.setattr(partitioned, "CHUNK", 100)  # ~10 chunks: several per worker
-    key = tmp_path / "redact.key"  # a key exists: the local workers parse raw chunks (intake.py)
-    key.write_text("cd" * 32 + "\n")
-    monkeypatch.setenv("SHADOWDIFF_REDACT_KEY_FILE", str(key))
     single = _run(capture, servers, tmp_path / "one")
     local = _run(capture, servers, tmp_path / "two", workers=2)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -30,16 +30,6 @@ from tests.pipeline.test_partitioned import comparable, shop
 SECRET = "Sup3rS3cretT0ken"
 
 
-@pytest.fixture(autouse=True)
-def redaction_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A key that exists, as on a machine that has redacted before: without one, local
-    workers would be sent parsed chunks (the key is made only when a secret is found)."""
-    key = tmp_path / "redact.key"
-    key.write_text("cd" * 32 + "\n")
-    monkeypatch.setenv("SHADOWDIFF_REDACT_KEY_FILE", str(key))
-    return key
-
-
 @pytest.fixture(scope="module")
 def servers():
     with serve_app(shop("old")) as old, serve_app(shop("new")) as new:
@@ -50,8 +40,7 @@ def both(capture: Path, servers: tuple[str, str], tmp_path: Path) -> tuple[dict,
     """The summaries of one process and of 2 local workers (raw chunks) on `capture`."""
     old, new = servers
     config = Config(targets=Targets(old=old, new=new), history=HistoryConfig(enabled=False))
-    assert isinstance(intake.raw_key((str(capture),), http_plugin, config.redact, local=True),
-                      bytes), "the workers parse"
+    assert intake.raw_allowed((str(capture),), http_plugin, local=True), "the workers parse"
     single = run((str(capture),), config, tmp_path / "one").summary
     local = run((str(capture),), config, tmp_path / "two", workers=2).summary
     return single, local
@@ -64,19 +53,21 @@ def exchanges(n: int) -> list[Any]:
     return found + [make_exchange("POST", "/items/1", id=f"p{i}") for i in range(3)]  # skipped
 
 
-def test_raw_chunks_are_taken_for_a_local_shadowdiff_capture(tmp_path: Path) -> None:
+def test_raw_chunks_are_taken_for_a_local_shadowdiff_capture(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
     capture = tmp_path / "c.jsonl"
     write_capture(capture, exchanges(3))
     har = tmp_path / "c.har"
     har.write_bytes(orjson.dumps({"log": {"version": "1.2", "entries": []}}))
-    redact = RedactConfig(key_file=str(tmp_path / "key"))
-    assert intake.raw_key((str(capture),), http_plugin, redact, local=True) is False
-    assert not (tmp_path / "key").exists(), "made only when a secret is found"
-    (tmp_path / "key").write_text("ab" * 32 + "\n")
-    assert intake.raw_key((str(capture),), http_plugin, redact, local=True) == b"\xab" * 32
-    assert intake.raw_key((str(capture),), http_plugin, redact, local=False) is False
-    assert intake.raw_key((str(capture), str(har)), http_plugin, redact, local=True) is False
-    assert intake.raw_key((str(capture),), http_plugin, redact.keeping(True), local=True) is None
+    assert intake.raw_allowed((str(capture),), http_plugin, local=True)
+    assert not intake.raw_allowed((str(capture),), http_plugin, local=False)
+    assert not intake.raw_allowed((str(capture), str(har)), http_plugin, local=True)
+    # workers get the key file by its absolute path, whatever their directory
+    monkeypatch.chdir(tmp_path)
+    assert intake.worker_redact(RedactConfig(key_file="k")).key_file == str(tmp_path / "k")
+    monkeypatch.setenv("SHADOWDIFF_REDACT_KEY_FILE", "env.key")
+    assert intake.worker_redact(RedactConfig()).key_file == str(tmp_path / "env.key")
 
 
 def test_a_damaged_line_ends_the_intake_where_one_process_ends_it(
@@ -134,9 +125,6 @@ def test_workers_hash_a_captured_secret_as_one_process_does_and_store_it_nowhere
         for name, workers in (("one", 1), ("two", 2)):
             summaries[name] = run((str(capture),), config, tmp_path / name, workers=workers).summary
             sent[name], seen[:] = list(seen), []
-            # the first run found the secret and made the key: the second takes raw chunks
-            assert isinstance(intake.raw_key((str(capture),), http_plugin, config.redact,
-                                             local=True), bytes)
     assert summaries["two"]["totals"]["skipped"] == summaries["one"]["totals"]["skipped"] == 3
     assert comparable(summaries["two"]) == comparable(summaries["one"])
     assert len(sent["one"]) == 400 and sorted(sent["two"]) == sorted(sent["one"])
