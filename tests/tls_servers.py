@@ -171,15 +171,31 @@ def tls_nginx(prefix: Path, vhosts: Sequence[VHost], http2: bool = False,
             proc.wait(5)
 
 
+@dataclass(frozen=True)
+class H2Servers:
+    """Two nginx serving `shop.test`: `h2` offers h2 and http/1.1 by ALPN, `plain` http/1.1
+    only; both log `$server_protocol` under `folder/<h2|plain>/access.log`."""
+
+    h2: int
+    plain: int
+    ca: TestCA
+    folder: Path
+
+    def log(self, which: str) -> list[str]:
+        """The access log of `which` ("h2" or "plain"), a line a request."""
+        return (self.folder / which / "access.log").read_text().splitlines()
+
+    def files(self, which: str) -> Path:
+        """The folder `which` serves under /files/."""
+        return self.folder / which / "files"
+
+
 @contextmanager
-def h2_and_http1_nginx(folder: Path, names: tuple[str, str]) -> Iterator[tuple[int, int, TestCA]]:
-    """(port, port, CA): two nginx under `folder/<name>` serving `shop.test` with one
-    certificate of a test CA, both logging `$server_protocol`; the first offers h2 and
-    http/1.1 by ALPN, the second http/1.1 only."""
+def h2_and_http1_nginx(folder: Path) -> Iterator[H2Servers]:
+    """H2Servers under `folder`, with one certificate for `shop.test` from a test CA."""
     ca = TestCA(folder / "ca")
     cert = ca.issue("shop", ["shop.test"])
-    both, only = names
-    with tls_nginx(folder / both, [VHost("shop.test", cert, "shop")], http2=True,
+    with tls_nginx(folder / "h2", [VHost("shop.test", cert, "shop")], http2=True,
                    access_log=True) as h2, \
-         tls_nginx(folder / only, [VHost("shop.test", cert, "shop")], access_log=True) as plain:
-        yield h2, plain, ca
+         tls_nginx(folder / "plain", [VHost("shop.test", cert, "shop")], access_log=True) as plain:
+        yield H2Servers(h2, plain, ca, folder)

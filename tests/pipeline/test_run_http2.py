@@ -8,38 +8,26 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from runs import run
-from tls_servers import h2_and_http1_nginx
+from tls_servers import H2Servers, h2_and_http1_nginx
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True)
-class Pair:
-    old: int   # h2 and http/1.1
-    new: int   # http/1.1 only
-    ca: Path
-    folder: Path
-
-    def log(self, which: str) -> list[str]:
-        return (self.folder / which / "access.log").read_text().splitlines()
-
-
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    folder = tmp_path_factory.mktemp("h2run")
-    with h2_and_http1_nginx(folder, ("old", "new")) as (old, new, ca):
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H2Servers]:
+    """old: the nginx offering h2 (`h2`); new: the one that does not (`plain`)."""
+    with h2_and_http1_nginx(tmp_path_factory.mktemp("h2run")) as servers:
         page = json.dumps({"items": list(range(50)), "name": "shop"}).encode()
-        for which in ("old", "new"):   # the same bytes and mtime: the same ETag, Last-Modified
-            path = folder / which / "files" / "page.json"
+        for which in ("h2", "plain"):   # the same bytes and mtime: the same ETag, Last-Modified
+            path = servers.files(which) / "page.json"
             path.write_bytes(page)
             os.utime(path, (1_700_000_000, 1_700_000_000))
-        yield Pair(old, new, ca.pem, folder)
+        yield servers
 
 
 def _har(path: Path, port: int, versions: list[str]) -> Path:
@@ -57,16 +45,16 @@ def _har(path: Path, port: int, versions: list[str]) -> Path:
     return path
 
 
-def _targets(pair: Pair) -> list[str]:
-    return ["--old", f"https://shop.test:{pair.old}", "--old-address", f"127.0.0.1:{pair.old}",
-            "--new", f"https://shop.test:{pair.old}", "--new-address", f"127.0.0.1:{pair.new}",
-            "--ca-bundle", str(pair.ca)]
+def _targets(pair: H2Servers) -> list[str]:
+    return ["--old", f"https://shop.test:{pair.h2}", "--old-address", f"127.0.0.1:{pair.h2}",
+            "--new", f"https://shop.test:{pair.h2}", "--new-address", f"127.0.0.1:{pair.plain}",
+            "--ca-bundle", str(pair.ca.pem)]
 
 
-def test_http2_captures_replay_over_http2_where_offered_and_compare_equal(pair: Pair,
+def test_http2_captures_replay_over_http2_where_offered_and_compare_equal(pair: H2Servers,
                                                                            tmp_path: Path) -> None:
-    before = {w: len(pair.log(w)) for w in ("old", "new")}
-    capture = _har(tmp_path / "c.har", pair.old, ["HTTP/2"] * 3 + ["h2", "http/2.0", "HTTP/1.1"])
+    before = {w: len(pair.log(w)) for w in ("h2", "plain")}
+    capture = _har(tmp_path / "c.har", pair.h2, ["HTTP/2"] * 3 + ["h2", "http/2.0", "HTTP/1.1"])
     result, summary = run(capture, tmp_path / "out", *_targets(pair))
     # h2 from old, HTTP/1.1 from new, the same content: no divergence at all
     assert summary["totals"]["identical"] == 6 and summary["signatures"] == [], result.output
@@ -75,7 +63,7 @@ def test_http2_captures_replay_over_http2_where_offered_and_compare_equal(pair: 
     assert old["replayed_over_counts"] == {"HTTP/2": 5, "HTTP/1.1": 1}
     assert new["replayed_over"] == "HTTP/1.1" and new["http2"] == "not_offered"
     assert new["replayed_over_counts"] == {"HTTP/2": 0, "HTTP/1.1": 6}
-    old_log, new_log = pair.log("old")[before["old"]:], pair.log("new")[before["new"]:]
+    old_log, new_log = pair.log("h2")[before["h2"]:], pair.log("plain")[before["plain"]:]
     assert sorted(line.split()[0] for line in old_log) == ["HTTP/1.1"] + ["HTTP/2.0"] * 5
     assert [line.split()[0] for line in new_log] == ["HTTP/1.1"] * 6
     md = (tmp_path / "out" / "report.md").read_text()
@@ -85,27 +73,27 @@ def test_http2_captures_replay_over_http2_where_offered_and_compare_equal(pair: 
     assert "HTTP/2 (5), HTTP/1.1 (1)" in html
 
 
-def test_http2_off_replays_everything_over_http11(pair: Pair, tmp_path: Path) -> None:
-    before = len(pair.log("old"))
-    capture = _har(tmp_path / "c.har", pair.old, ["HTTP/2"] * 4)
+def test_http2_off_replays_everything_over_http11(pair: H2Servers, tmp_path: Path) -> None:
+    before = len(pair.log("h2"))
+    capture = _har(tmp_path / "c.har", pair.h2, ["HTTP/2"] * 4)
     _, summary = run(capture, tmp_path / "out", *_targets(pair), "--http2", "off")
     old = summary["tls"]["targets"]["old"]
     assert summary["totals"]["identical"] == 4
     assert old["replayed_over"] == "HTTP/1.1" and old["http2"] == "off"
-    assert [line.split()[0] for line in pair.log("old")[before:]] == ["HTTP/1.1"] * 4
+    assert [line.split()[0] for line in pair.log("h2")[before:]] == ["HTTP/1.1"] * 4
     assert "HTTP/2 off (--http2 off)" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_without_http2_captures_nothing_goes_over_http2(pair: Pair, tmp_path: Path) -> None:
-    capture = _har(tmp_path / "c.har", pair.old, ["HTTP/1.1"] * 2)
+def test_without_http2_captures_nothing_goes_over_http2(pair: H2Servers, tmp_path: Path) -> None:
+    capture = _har(tmp_path / "c.har", pair.h2, ["HTTP/1.1"] * 2)
     _, summary = run(capture, tmp_path / "out", *_targets(pair))
     old = summary["tls"]["targets"]["old"]
     assert old["replayed_over"] == "HTTP/1.1" and old["http2"] == "not_captured"
     assert old["replayed_over_counts"] == {"HTTP/2": 0, "HTTP/1.1": 2}
 
 
-def test_partitioned_runs_count_the_same(pair: Pair, tmp_path: Path) -> None:
-    capture = _har(tmp_path / "c.har", pair.old, ["HTTP/2", "HTTP/1.1"] * 3)
+def test_partitioned_runs_count_the_same(pair: H2Servers, tmp_path: Path) -> None:
+    capture = _har(tmp_path / "c.har", pair.h2, ["HTTP/2", "HTTP/1.1"] * 3)
     _, summary = run(capture, tmp_path / "out", *_targets(pair), "--workers", "2")
     old = summary["tls"]["targets"]["old"]
     assert old["replayed_over_counts"] == {"HTTP/2": 3, "HTTP/1.1": 3}

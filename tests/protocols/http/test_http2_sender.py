@@ -11,8 +11,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
@@ -23,38 +22,26 @@ from shadowdiff.protocols.http.h2_sender import H2Sender, NotHttp2, VersionRoute
 from shadowdiff.protocols.http.plugin import PROTOCOL
 from shadowdiff.protocols.http.tls import TlsSettings
 from shadowdiff.replay.options import ReplayConfig
-from tls_servers import TestCA, h2_and_http1_nginx
+from tls_servers import H2Servers, h2_and_http1_nginx
 
 pytestmark = pytest.mark.integration
 
 BIG = 3 * 1024 * 1024 + 17   # ~48 initial stream windows of 65,535 bytes
 
 
-@dataclass(frozen=True)
-class Servers:
-    h2: int          # nginx offering h2 and http/1.1
-    plain: int       # nginx offering http/1.1 only
-    ca: TestCA
-    folder: Path
-
-    def log(self, which: str) -> list[str]:
-        return (self.folder / which / "access.log").read_text().splitlines()
-
-
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    folder = tmp_path_factory.mktemp("h2")
-    with h2_and_http1_nginx(folder, ("h2", "plain")) as (h2, plain, ca):
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H2Servers]:
+    with h2_and_http1_nginx(tmp_path_factory.mktemp("h2")) as servers:
         for which in ("h2", "plain"):
-            (folder / which / "files" / "big.bin").write_bytes(os.urandom(BIG))
-        yield Servers(h2, plain, ca, folder)
+            (servers.files(which) / "big.bin").write_bytes(os.urandom(BIG))
+        yield servers
 
 
 def h2_request(method: str = "GET", target: str = "/", **kw: object) -> Request:
     return replace(make_request(method, target, **kw), http_version="HTTP/2")  # type: ignore[arg-type]
 
 
-def options(servers: Servers, port: int, **kw: object) -> ReplayConfig:
+def options(servers: H2Servers, port: int, **kw: object) -> ReplayConfig:
     tls = TlsSettings(ca_bundle=str(servers.ca.pem), address=f"127.0.0.1:{port}")
     return ReplayConfig(**{"timeout_s": 10, "host_header": "target", "tls": tls, **kw})  # type: ignore[arg-type]
 
@@ -74,7 +61,7 @@ def ok(outcome: Outcome) -> Response:
     return outcome
 
 
-def test_exchanges_captured_as_http2_go_over_http2_the_others_over_http11(servers: Servers) -> None:
+def test_exchanges_captured_as_http2_go_over_http2_the_others_over_http11(servers: H2Servers) -> None:
     before = len(servers.log("h2"))
     sender = PROTOCOL.open_sender(f"https://shop.test:{servers.h2}", options(servers, servers.h2))
     assert isinstance(sender, VersionRouter)  # not probed: the first h2 handshake tells
@@ -88,7 +75,7 @@ def test_exchanges_captured_as_http2_go_over_http2_the_others_over_http11(server
     assert lines == ["HTTP/1.1 GET /one-one 200"] + [f"HTTP/2.0 GET /h2/{i} 200" for i in range(5)]
 
 
-def test_a_target_without_h2_gets_http11(servers: Servers) -> None:
+def test_a_target_without_h2_gets_http11(servers: H2Servers) -> None:
     before = len(servers.log("plain"))
     url = f"https://shop.test:{servers.plain}"
     lazy = PROTOCOL.open_sender(url, options(servers, servers.plain))   # learns it by handshake
@@ -104,7 +91,7 @@ def test_a_target_without_h2_gets_http11(servers: Servers) -> None:
         exchange(H2Sender(url, options(servers, servers.plain)), h2_request())
 
 
-def test_http2_off_and_plain_http_stay_on_http11(servers: Servers) -> None:
+def test_http2_off_and_plain_http_stay_on_http11(servers: H2Servers) -> None:
     off = PROTOCOL.open_sender(f"https://shop.test:{servers.h2}",
                                options(servers, servers.h2, http2="off"))
     plain = PROTOCOL.open_sender("http://127.0.0.1:9", ReplayConfig())   # no h2c
@@ -113,7 +100,7 @@ def test_http2_off_and_plain_http_stay_on_http11(servers: Servers) -> None:
     exchange(plain)
 
 
-def test_bodies_past_the_flow_control_window_arrive_and_go_whole(servers: Servers) -> None:
+def test_bodies_past_the_flow_control_window_arrive_and_go_whole(servers: H2Servers) -> None:
     before = len(servers.log("h2"))
     sent = os.urandom(300_000)   # > 64 KB: the server's stream window must reopen
     sender = H2Sender(f"https://shop.test:{servers.h2}", options(servers, servers.h2))
@@ -121,7 +108,7 @@ def test_bodies_past_the_flow_control_window_arrive_and_go_whole(servers: Server
                                       h2_request("HEAD", "/files/big.bin"),
                                       h2_request("POST", "/upload", body=sent),
                                       h2_request("GET", "/small"))
-    expected = (servers.folder / "h2" / "files" / "big.bin").read_bytes()
+    expected = (servers.files("h2") / "big.bin").read_bytes()
     assert hashlib.sha256(ok(big).body).digest() == hashlib.sha256(expected).digest()
     assert ok(big).header("content-length") == str(BIG)
     assert ok(head).body == b"" and ok(head).header("content-length") == str(BIG)
@@ -131,7 +118,7 @@ def test_bodies_past_the_flow_control_window_arrive_and_go_whole(servers: Server
         "HTTP/2.0 HEAD /files/big.bin 200", "HTTP/2.0 POST /upload 200"]
 
 
-def test_more_streams_than_the_server_allows_wait_their_turn(servers: Servers) -> None:
+def test_more_streams_than_the_server_allows_wait_their_turn(servers: H2Servers) -> None:
     # nginx allows 128 concurrent streams (http2_max_concurrent_streams): 300 at once must
     # queue, not fail, on the one connection
     sender = H2Sender(f"https://shop.test:{servers.h2}", options(servers, servers.h2))
@@ -139,7 +126,7 @@ def test_more_streams_than_the_server_allows_wait_their_turn(servers: Servers) -
     assert all(ok(o) for o in outcomes) and sender.sent_over == {"HTTP/2": 300}
 
 
-def test_a_wrong_name_fails_verification_over_h2_as_tls(servers: Servers) -> None:
+def test_a_wrong_name_fails_verification_over_h2_as_tls(servers: H2Servers) -> None:
     sender = H2Sender(f"https://wrong.test:{servers.h2}", options(servers, servers.h2))
     outcome = exchange(sender, h2_request(), h2_request())
     for failure in outcome:
@@ -149,14 +136,14 @@ def test_a_wrong_name_fails_verification_over_h2_as_tls(servers: Servers) -> Non
     assert isinstance(refused, Failure) and refused.kind == "refused"
 
 
-def test_a_timeout_is_a_failure(servers: Servers) -> None:
+def test_a_timeout_is_a_failure(servers: H2Servers) -> None:
     sender = H2Sender(f"https://shop.test:{servers.h2}",
                       options(servers, servers.h2, timeout_s=0.001))
     slow, = exchange(sender, h2_request("GET", "/files/big.bin"))
     assert isinstance(slow, Failure) and slow.kind == "timeout"
 
 
-def test_a_body_over_the_cap_is_too_large_and_the_connection_goes_on(servers: Servers) -> None:
+def test_a_body_over_the_cap_is_too_large_and_the_connection_goes_on(servers: H2Servers) -> None:
     sender = H2Sender(f"https://shop.test:{servers.h2}",
                       options(servers, servers.h2, max_body_bytes=100_000))
 
@@ -174,7 +161,7 @@ def test_a_body_over_the_cap_is_too_large_and_the_connection_goes_on(servers: Se
     assert same_connection   # the stream was reset, not the connection
 
 
-def test_h2_answers_are_shaped_like_the_fast_senders(servers: Servers) -> None:
+def test_h2_answers_are_shaped_like_the_fast_senders(servers: H2Servers) -> None:
     url = f"https://shop.test:{servers.h2}"
     h2_answer = ok(exchange(H2Sender(url, options(servers, servers.h2)),
                             h2_request("GET", "/files/big.bin"))[0])
@@ -189,7 +176,7 @@ def test_h2_answers_are_shaped_like_the_fast_senders(servers: Servers) -> None:
     assert {k: v for k, v in lifted_11["header"].items() if k not in transport} == lifted_h2["header"]
 
 
-def test_request_headers_become_http2_headers(servers: Servers) -> None:
+def test_request_headers_become_http2_headers(servers: H2Servers) -> None:
     request = h2_request("GET", "/", headers=(
         ("Host", "shop.test"), ("Connection", "keep-alive"), ("Keep-Alive", "5"),
         ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"), ("Proxy-Connection", "x"),
@@ -264,7 +251,7 @@ class _FakeH2(asyncio.Protocol):
             self.transport.write(self.h2.data_to_send())
 
 
-def fake_exchange(servers: Servers, mode: str, *requests: Request) -> list[Outcome]:
+def fake_exchange(servers: H2Servers, mode: str, *requests: Request) -> list[Outcome]:
     import ssl
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*servers.ca.issue(f"fake-{mode}", ["shop.test"]))
@@ -285,24 +272,24 @@ def fake_exchange(servers: Servers, mode: str, *requests: Request) -> list[Outco
     return asyncio.run(go())
 
 
-def test_connection_loss_is_a_reset_failure(servers: Servers) -> None:
+def test_connection_loss_is_a_reset_failure(servers: H2Servers) -> None:
     for outcome in fake_exchange(servers, "drop", h2_request(), h2_request()):
         assert isinstance(outcome, Failure) and outcome.kind == "reset", outcome
         assert "connection" in outcome.detail
 
 
-def test_streams_a_goaway_refused_go_again_on_a_new_connection(servers: Servers) -> None:
+def test_streams_a_goaway_refused_go_again_on_a_new_connection(servers: H2Servers) -> None:
     outcomes = fake_exchange(servers, "goaway", *[h2_request("GET", f"/{i}") for i in range(3)])
     assert [ok(o).body for o in outcomes] == [b"ok"] * 3
     assert _FakeH2.connections == 3   # each connection answered one stream
 
 
-def test_the_servers_max_concurrent_streams_is_respected(servers: Servers) -> None:
+def test_the_servers_max_concurrent_streams_is_respected(servers: H2Servers) -> None:
     outcomes = fake_exchange(servers, "one", *[h2_request("GET", f"/{i}") for i in range(6)])
     assert [ok(o).body for o in outcomes] == [b"ok"] * 6
     assert _FakeH2.connections == 1 and _FakeH2.most_open == 1
 
 
-def test_a_header_list_past_the_bound_is_too_large(servers: Servers) -> None:
+def test_a_header_list_past_the_bound_is_too_large(servers: H2Servers) -> None:
     outcome, = fake_exchange(servers, "huge", h2_request())
     assert isinstance(outcome, Failure) and outcome.kind == "too_large", outcome
