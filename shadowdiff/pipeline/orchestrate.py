@@ -306,7 +306,7 @@ def _chunks(captures: tuple[str, ...], setup: Any, engine: _Engine, tally: Tally
                 intake.raw_chunks(captures, partitioned.CHUNK))
     exchanges = selected(captures, replay_policy(config, protocol), tally, state, endpoint_of,
                          needed_roles(config), secrets=Redactor(config.redact))
-    return setup, partitioned.chunks(exchanges, protocol)
+    return setup, intake.parsed_chunks(exchanges, protocol, partitioned.CHUNK)
 
 
 def _merge(part: Any, sinks: tuple[Tally, RunState, _Results, BreakerBook]) -> None:

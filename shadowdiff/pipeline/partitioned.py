@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shadowdiff.config import Config
-from shadowdiff.model import Exchange
 from shadowdiff.pipeline.local import start_forkserver
-from shadowdiff.pipeline.intake import Chunk, Intake, exchanges_of, parsed_chunks
+from shadowdiff.pipeline.intake import Chunk, Intake, exchanges_of
 from shadowdiff.pipeline.judging import judged, needed_roles, replay_policy, result_line, run_loop
 from shadowdiff.protocols.base import Protocol
 from shadowdiff.protocols.http.templater import Templater
@@ -103,12 +102,6 @@ def carry_gave_up(setup: Setup, part: Partial) -> Setup:
     if merged == known:
         return setup
     return replace(setup, gave_up=tuple((r, o, f) for r, (o, f) in sorted(merged.items())))
-
-
-def chunks(exchanges: Iterable[Exchange], protocol: Protocol,
-           size: int | None = None) -> Iterator[Chunk]:
-    """The exchanges as capture lines, `size` (CHUNK) at a time, whole sessions in one chunk."""
-    return parsed_chunks(exchanges, protocol, size or CHUNK)  # CHUNK read now: tests change it
 
 
 def open_client(workers: int, scheduler: str | None,
