@@ -146,7 +146,6 @@ def wrk_rate(url: str, seconds: int = 5) -> float | None:
     return float(match.group(1)) if match else None
 
 
-# Runs the CLI in a child and prints the child's own peak RSS when it exits.
 # Runs the CLI in a child and prints, when it exits, its own peak RSS and the CPU seconds of
 # it and every process below it: Dask's workers are forked by a forkserver that nobody waits
 # for, so RUSAGE_CHILDREN would miss them; a thread samples them every 0.1 s instead.
@@ -185,13 +184,21 @@ _RSS_WRAPPER = (
 )
 
 
-LAST_RUN: dict[str, float] = {}  # the last shadowdiff_run's wall and CPU seconds
-ROLES: list[float] = []  # its CPU seconds: driver, forkserver, then each worker
+@dataclass
+class Run:
+    """One `shadowdiff run` as measured."""
+
+    wall: float
+    cpu: float
+    roles: list[float]  # CPU seconds: the driver, the forkserver, then each worker
+    rate: float  # pairs/s
+    rss: float  # peak RSS of the driver, MB
+    summary: dict
 
 
 def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | None = None,
-                   judge_replica: bool = True, workers: int = 1) -> tuple[float, float, dict]:
-    """(pairs/s, peak RSS MB of the driver, summary) of one `shadowdiff run` in a child process.
+                   judge_replica: bool = True, workers: int = 1) -> Run:
+    """One `shadowdiff run` in a child process, as measured.
 
     Each run gets a history store of its own (a first run: no trend chart), so earlier
     benchmark runs neither slow it down nor land in the working tree's reports/."""
@@ -206,17 +213,17 @@ def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | 
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
-    cpu = re.findall(r"^CPU ([\d.]+)$", proc.stderr, re.M)
-    LAST_RUN.update(wall=elapsed, cpu=float(cpu[-1]) if cpu else float("nan"))
-    roles = re.findall(r"^ROLES (.*)$", proc.stderr, re.M)
-    ROLES[:] = [float(x) for x in roles[-1].split()] if roles else []
     # exit 1 is a run that found divergences, and also Python's for an uncaught exception:
     # only the summary tells them apart
     if proc.returncode not in (0, 1) or not (out / "summary.json").exists():
         raise SystemExit(f"shadowdiff run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    cpu = re.findall(r"^CPU ([\d.]+)$", proc.stderr, re.M)
+    roles = re.findall(r"^ROLES (.*)$", proc.stderr, re.M)
     rss_kb = int(re.findall(r"^RSS (\d+)$", proc.stderr, re.M)[-1])
     summary = json.loads((out / "summary.json").read_text())
-    return summary["totals"]["replayed"] / elapsed, rss_kb / 1024.0, summary
+    return Run(elapsed, float(cpu[-1]) if cpu else float("nan"),
+               [float(x) for x in roles[-1].split()] if roles else [],
+               summary["totals"]["replayed"] / elapsed, rss_kb / 1024.0, summary)
 
 
 def check(summary: dict, n: int, kind: str) -> None:
@@ -245,38 +252,24 @@ def replica_mode(work: Path, old: str, new: str, replica: str, args: argparse.Na
         best: dict[str, float] = {}
         for label, target, judged in modes:
             for attempt in range(args.repeat):
-                rate, rss, summary = shadowdiff_run(cap, old, new, work / f"r-{kind}-{label}-{attempt}",
-                                                    target, judged)
-                check(summary, n, kind)
+                run = shadowdiff_run(cap, old, new, work / f"r-{kind}-{label}-{attempt}",
+                                     target, judged)
+                check(run.summary, n, kind)
                 if judged and target:
-                    assert summary["noise"]["exchanges"] == n, summary["noise"]
-                best[label] = max(best.get(label, 0.0), rate)
-            print(f"{kind + ' ' + format(n, ','):>10} {label:>20} {best[label]:>10,.0f} {rss:>7.0f} MB")
+                    assert run.summary["noise"]["exchanges"] == n, run.summary["noise"]
+                best[label] = max(best.get(label, 0.0), run.rate)
+            print(f"{kind + ' ' + format(n, ','):>10} {label:>20} {best[label]:>10,.0f} {run.rss:>7.0f} MB")
         unjudged, judged = 1 / best["+replica, unjudged"], 1 / best["+replica, judged"]
         print(f"{'':>10} {'noise machinery':>20} {100 * (judged - unjudged) / unjudged:>+9.1f}% time "
               "(beyond the extra requests; budget +30%)")
 
 
-def fixed_costs(work: Path, old: str, new: str, workers: list[int],
-                repeat: int) -> dict[int, tuple[float, float]]:
-    """Wall and CPU seconds of a 1-exchange run per worker count: start-up (imports, a
-    LocalCluster), the certificate probe, reports, history; what a run costs besides its pairs."""
+def fixed_costs(work: Path, old: str, new: str, workers: list[int], repeat: int) -> dict[int, Run]:
+    """A 1-exchange run per worker count: start-up (imports, a LocalCluster), the certificate
+    probe, reports, history; what a run costs besides its pairs."""
     cap = work / "one.jsonl"
     make_capture(cap, 1, "same")
-    return {w: (run.wall, run.cpu) for w, run in best_runs(cap, old, new, work / "one",
-                                                             workers, repeat).items()}
-
-
-@dataclass
-class Run:
-    """One `shadowdiff run` as measured."""
-
-    wall: float
-    cpu: float
-    roles: list[float]
-    rate: float
-    rss: float
-    summary: dict
+    return best_runs(cap, old, new, work / "one", workers, repeat)
 
 
 def best_runs(cap: Path, old: str, new: str, out: Path, workers: list[int],
@@ -286,9 +279,8 @@ def best_runs(cap: Path, old: str, new: str, out: Path, workers: list[int],
     best: dict[int, Run] = {}
     for attempt in range(repeat):
         for w in workers:
-            rate, rss, summary = shadowdiff_run(cap, old, new, out.with_name(
-                f"{out.name}-{w}-{attempt}"), workers=w)
-            run = Run(LAST_RUN["wall"], LAST_RUN["cpu"], list(ROLES), rate, rss, summary)
+            run = shadowdiff_run(cap, old, new, out.with_name(f"{out.name}-{w}-{attempt}"),
+                                 workers=w)
             if w not in best or run.wall < best[w].wall:
                 best[w] = run
     return best
@@ -297,7 +289,7 @@ def best_runs(cap: Path, old: str, new: str, out: Path, workers: list[int],
 def free_core_rate(large: list[float], small: list[float], extra: int) -> float | None:
     """Pairs/s the processes' marginal CPU seconds allow on this machine's cores, with the
     targets on other cores: every process may run on a core of its own, but no more cores
-    than there are. `large` and `small` are ROLES of two runs of the same kind and workers;
+    than there are. `large` and `small` are the roles (Run.roles) of two runs of the same kind and workers;
     workers are alike, so they are matched by rank."""
     if len(large) != len(small) or len(large) < 2 or extra <= 0:
         return None
@@ -309,12 +301,36 @@ def free_core_rate(large: list[float], small: list[float], extra: int) -> float 
     return min(cores / sum(per_pair), 1 / max(per_pair))
 
 
-def print_speedups(rows: list[tuple]) -> None:
+@dataclass
+class Row:
+    """One line of the table: the fastest run of `n` exchanges of a kind on `workers`."""
+
+    label: str
+    n: int
+    workers: int
+    run: Run
+    marginal: float | None  # pairs/s beside the smaller run of the same kind and workers
+    cpu_us: float           # CPU per pair, less a 1-exchange run's
+    free: float | None      # the free-core estimate (free_core_rate)
+
+
+def make_row(label: str, n: int, workers: int, run: Run, smaller: tuple[int, Run] | None,
+             one: Run) -> Row:
+    """`run` beside `smaller` (n and run of the smaller capture of its kind, if measured)."""
+    marginal = free = None
+    if smaller is not None:
+        m, before = smaller
+        # None when the larger run was not slower: its start-up's variance swamped the
+        # difference (sizes too small to tell)
+        if m < n and run.wall > before.wall:
+            marginal = (n - m) / (run.wall - before.wall)
+        free = free_core_rate(run.roles, before.roles, n - m)
+    return Row(label, n, workers, run, marginal, 1e6 * (run.cpu - one.cpu) / n, free)
+
+
+def print_speedups(rows: list[Row]) -> None:
     """Each worker count's free-core estimate against one process's, per kind of pair."""
-    best: dict[tuple[str, int], float] = {}
-    for label, _, workers, *_, free in rows:
-        if free:
-            best[(label, workers)] = free
+    best = {(row.label, row.workers): row.free for row in rows if row.free}
     for (label, workers), free in sorted(best.items()):
         one = best.get((label, 1))
         if workers > 1 and one:
@@ -330,7 +346,8 @@ def standard_mode(work: Path, old: str, new: str, ref: float | None,
     counts = [int(w) for w in args.workers.split(",")]
     repeat = args.repeat or 1
     fixed = fixed_costs(work, old, new, counts, repeat)
-    rows, seen = [], {}
+    rows: list[Row] = []
+    seen: dict[tuple[str, int], tuple[int, Run]] = {}
     for label, n, kind in (("identical", args.small, "same"), ("identical", args.large, "same"),
                            ("differing", max(1, args.diff // 5), "diff"),
                            ("differing", args.diff, "diff")):
@@ -339,29 +356,27 @@ def standard_mode(work: Path, old: str, new: str, ref: float | None,
         for workers, run in best_runs(cap, old, new, work / f"out-{kind}-{n}", counts,
                                       repeat).items():
             check(run.summary, n, kind)
-            wall, cpu, rate, rss = run.wall, run.cpu, run.rate, run.rss
-            smaller = seen.get((kind, workers))
-            # None when the larger run was not slower: its start-up's variance swamped the
-            # difference (sizes too small to tell)
-            marginal = ((n - smaller[0]) / (wall - smaller[1])
-                        if smaller and smaller[0] < n and wall > smaller[1] else None)
-            free = free_core_rate(run.roles, smaller[3], n - smaller[0]) if smaller else None
-            seen[(kind, workers)] = (n, wall, cpu, run.roles)
-            rows.append((label, n, workers, rate, marginal, 1e6 * (cpu - fixed[workers][1]) / n,
-                         rss, free))
+            rows.append(make_row(label, n, workers, run, seen.get((kind, workers)), fixed[workers]))
+            seen[(kind, workers)] = (n, run)
     if repeat > 1:
         print(f"each figure below: the fastest of {repeat} runs, the worker counts taking turns")
-    for w, (wall, cpu) in fixed.items():
-        print(f"fixed cost, {w} worker(s): {wall:.2f} s wall, {cpu:.2f} s CPU (a 1-exchange run)")
+    for w, one in fixed.items():
+        print(f"fixed cost, {w} worker(s): {one.wall:.2f} s wall, {one.cpu:.2f} s CPU (a 1-exchange run)")
+    print_table(rows, ref)
+    print_speedups(rows)
+
+
+def print_table(rows: list[Row], ref: float | None) -> None:
+    """The rows, each rate also as a ratio to wrk's requests/s (`ref`)."""
     print(f"{'pairs':>10} {'exchanges':>10} {'workers':>8} {'pairs/s':>10} {'vs wrk':>7} "
           f"{'marginal':>9} {'vs wrk':>7} {'CPU/pair':>9} {'peak RSS':>9} {'free cores':>10}")
     ratio = lambda r: f"{2 * r / ref:.2f}" if ref and r else "n/a"  # noqa: E731
-    for label, n, workers, rate, marginal, cpu_us, rss, free in rows:
+    for row in rows:
+        marginal = row.marginal
         shown = f"{marginal:>9,.0f}" if marginal else f"{'':>9}"
-        print(f"{label:>10} {n:>10,} {workers:>8} {rate:>10,.0f} {ratio(rate):>7} {shown} "
-              f"{ratio(marginal) if marginal else '':>7} {cpu_us:>7.0f}µs {rss:>7.0f} MB "
-              f"{f'{free:,.0f}' if free else '':>10}")
-    print_speedups(rows)
+        print(f"{row.label:>10} {row.n:>10,} {row.workers:>8} {row.run.rate:>10,.0f} "
+              f"{ratio(row.run.rate):>7} {shown} {ratio(marginal) if marginal else '':>7} "
+              f"{row.cpu_us:>7.0f}µs {row.run.rss:>7.0f} MB {f'{row.free:,.0f}' if row.free else '':>10}")
     print("(a pair is one request to old and one to new, judged; 'vs wrk' compares requests/s;\n"
           " pairs/s is end to end; marginal is (n - n_smaller) / (t - t_smaller) beside the row\n"
           " above of the same kind and workers; CPU/pair is user+system of shadowdiff's processes\n"
@@ -396,6 +411,7 @@ def main() -> None:
         ref = wrk_rate(old)
         print(f"wrk -t1 -c32 on old nginx: {ref:,.0f} requests/s" if ref else "wrk: not installed")
         standard_mode(work, old, new, ref, args)
+
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
