@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -362,7 +363,7 @@ class H2Sender:
                 await conn.room.wait()
                 continue
             if self._conn is not None:   # GOAWAY: it closes itself once its streams end
-                self._old = [c for c in self._old if not c.lost.is_set()] + [self._conn]
+                self._park(self._conn)
                 self._conn = None
             if self._connecting is None:
                 self._connecting = asyncio.ensure_future(self._open())
@@ -389,6 +390,11 @@ class H2Sender:
 
     def _retire(self, conn: _H2Connection) -> None:
         conn.close()
+        self._park(conn)
+
+    def _park(self, conn: _H2Connection) -> None:
+        """Keep `conn` (closing or closed to new streams) until its socket is closed, for
+        close() to wait for; those already closed are let go."""
         self._old = [c for c in self._old if not c.lost.is_set()] + [conn]
 
     async def send(self, request: Request) -> Outcome:
@@ -406,14 +412,9 @@ class H2Sender:
         except (h2.exceptions.H2Error, OSError) as exc:  # e.g. a stream the state refuses
             outcome = Failure("error", f"{exc.__class__.__name__}: {exc}", time.perf_counter() - start)
         else:
-            outcome = self._timed(resp, start)
+            outcome = replace(resp, elapsed_s=time.perf_counter() - start)
         self.sent_over["HTTP/2"] += 1
         return outcome
-
-    @staticmethod
-    def _timed(resp: Response, start: float) -> Response:
-        return Response(resp.status, resp.headers, resp.body, time.perf_counter() - start,
-                        resp.reason)
 
     async def close(self) -> None:
         """GOAWAY and close; wait (briefly) for each TLS close, or a loop closed right after
