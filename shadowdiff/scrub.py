@@ -110,9 +110,11 @@ class Redactor:
             return ex
         request = self.request(ex.request)
         recorded = self.response(ex.recorded) if ex.recorded is not None else None
-        observed = tuple((role, self._outcome(o)) for role, o in ex.observed)
+        observed = (tuple((role, self._outcome(o)) for role, o in ex.observed)
+                    if ex.observed else ex.observed)   # most exchanges: none, and no generator
         if (request is ex.request and recorded is ex.recorded
-                and all(a[1] is b[1] for a, b in zip(observed, ex.observed))):
+                and (observed is ex.observed
+                     or all(a[1] is b[1] for a, b in zip(observed, ex.observed)))):
             return ex
         return replace(ex, request=request, recorded=recorded, observed=observed)
 
