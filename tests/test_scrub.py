@@ -6,8 +6,12 @@ import os
 import re
 import stat
 
+import json
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shadowdiff import scrub
 from shadowdiff.errors import ConfigError
@@ -88,6 +92,43 @@ def test_compressed_and_non_json_bodies_are_left_alone() -> None:
     assert r.body(b'{"password": "x"}', gz) == b'{"password": "x"}'
     assert r.body(b"password is x", (("Content-Type", "text/plain"),)) == b"password is x"
     assert r.body(b'{"password": ', (("Content-Type", "application/json"),)) == b'{"password": '
+
+
+JSON = (("Content-Type", "application/json"),)
+
+
+@pytest.mark.parametrize("body, secret", [
+    (b'{"a": ": x", ":password": "p1"}', b"p1"),      # a value that starts with ':' before a key
+    (b'{"pass\\u0077ord": "p2"}', b"p2"),            # an escaped key: orjson reads "password"
+    (b'{"note": "say \\"token\\": 1", "x": {"api_key": "p3"}}', b"p3"),
+    (b'[{"deep": [{"Secret": ["p4"]}]}]', b"p4"),
+])
+def test_a_secret_key_is_found_however_the_json_is_written(body: bytes, secret: bytes) -> None:
+    out = redactor().body(body, JSON)
+    assert secret in body and secret not in out and HASH.search(out.decode())
+
+
+def test_a_secret_name_in_a_value_only_leaves_the_json_as_it_was() -> None:
+    body = b'{"q": "my password is token", "n": 1}'
+    assert redactor().body(body, JSON) is body
+
+
+_names = st.sampled_from(["id", "name", "password", "token", ":x", 'a"b', "a\\b", "x: y",
+                          "pass\u00e9", "Access_Token", "sessionid", "é", "api-key"])
+_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), _names)
+_trees = st.recursive(_leaves, lambda kids: st.one_of(
+    st.lists(kids, max_size=4), st.dictionaries(_names, kids, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=_trees, ascii_only=st.booleans(), spaced=st.booleans())
+def test_reading_keys_from_the_raw_json_is_exactly_parsing_it(tree: object, ascii_only: bool,
+                                                               spaced: bool) -> None:
+    # the key prefilter decides only whether the body is parsed: its answer must be what
+    # parsing every body gives, whatever the escapes, spacing and strings with ':' in them
+    separators = (", ", " : ") if spaced else (",", ":")
+    body = json.dumps(tree, ensure_ascii=ascii_only, separators=separators).encode()
+    assert redactor().body(body, JSON) == redactor()._json(body)
 
 
 def test_smtp_auth_arguments_are_hashed() -> None:
