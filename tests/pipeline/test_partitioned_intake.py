@@ -9,6 +9,7 @@ Real servers on loopback, real worker processes (Dask LocalCluster).
 from __future__ import annotations
 
 import gzip
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,17 @@ def test_workers_hash_a_captured_secret_as_one_process_does_and_store_it_nowhere
             data = path.read_bytes()
             data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
             assert SECRET.encode() not in data, path
+
+
+@pytest.mark.parametrize("lines", [
+    [b'{"id": "a"}', b"", b'{"id": "c"}' * 500],   # an empty line, a long one
+    [b"one"],
+    [b"with\nnewline", b"x"],                       # cannot travel joined: sent as it is
+    [],
+])
+def test_a_chunk_travels_compressed_and_arrives_as_it_left(lines: list[bytes]) -> None:
+    chunk = intake.Chunk(lines, "c.jsonl", list(range(2, 2 + len(lines))), None)
+    wire = pickle.dumps(chunk, protocol=5)
+    assert pickle.loads(wire) == chunk
+    if lines and not any(b"\n" in line for line in lines):
+        assert not any(line in wire for line in lines if len(line) > 100)  # not in the clear
