@@ -108,6 +108,13 @@ def test_a_secret_key_is_found_however_the_json_is_written(body: bytes, secret: 
     assert secret in body and secret not in out and HASH.search(out.decode())
 
 
+def test_an_anchored_pattern_finds_its_key_in_a_json_body() -> None:
+    # a configured pattern is searched in each name, as for query parameters: `^card` is
+    # a name that starts with "card", wherever that key stands in the body
+    out = redactor(patterns=(r"^card",)).body(b'{"order": 7, "cardnumber": "4111111111111111"}', JSON)
+    assert b"4111" not in out and orjson.loads(out)["order"] == 7
+
+
 def test_a_secret_name_in_a_value_only_leaves_the_json_as_it_was() -> None:
     body = b'{"q": "my password is token", "n": 1}'
     assert redactor().body(body, JSON) is body
