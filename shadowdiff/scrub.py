@@ -93,11 +93,6 @@ class Redactor:
         self._headers = frozenset(h.lower() for h in config.headers)
         self._fields = frozenset(f.lower() for f in config.fields)
         self._pattern = re.compile("|".join(f"(?:{p})" for p in config.patterns) or r"(?!)", re.I)
-        names = [re.escape(f) for f in self._fields] + [f"(?:{p})" for p in config.patterns]
-        # a form body is parsed only when one of the names occurs in it at all
-        # case-insensitive by the flag, not by lower()ing the pattern (that would turn a
-        # configured \S into \s); JSON bodies are read by their keys (_secret_key_in)
-        self._hint = re.compile("|".join(names).encode() or rb"(?!)", re.I)
         self._key_fn = key
         self._key: bytes | None = None
         self._is_secret = lru_cache(maxsize=4096)(self._secret_name)
@@ -191,11 +186,10 @@ class Redactor:
                 coding = value.strip().lower()
         if coding not in ("", "identity"):
             return body  # still compressed (see docs/security.md)
-        # the kind first (cheap), the name search only for forms and JSON: most bodies are neither
+        # the kind first (cheap), then each name of a form or JSON body: most bodies are neither.
+        # Names, not the whole body: a pattern such as ^card is searched in each name
         if _FORM_TYPE.search(ctype) or (not ctype and _FORMISH.fullmatch(body)):
             # no Content-Type (a HAR keeps it in postData.mimeType): judged by the look
-            if not self._hint.search(body):
-                return body
             text = body.decode("latin-1")
             new = self.query("?" + text)[1:]
             return body if new == text else new.encode("latin-1")

@@ -115,6 +115,12 @@ def test_an_anchored_pattern_finds_its_key_in_a_json_body() -> None:
     assert b"4111" not in out and orjson.loads(out)["order"] == 7
 
 
+def test_an_anchored_pattern_finds_its_name_in_a_form_body() -> None:
+    form = (("Content-Type", "application/x-www-form-urlencoded"),)
+    out = redactor(patterns=(r"^card",)).body(b"order=7&cardnumber=4111111111111111", form)
+    assert out.startswith(b"order=7&cardnumber=redacted:")
+
+
 def test_a_secret_name_in_a_value_only_leaves_the_json_as_it_was() -> None:
     body = b'{"q": "my password is token", "n": 1}'
     assert redactor().body(body, JSON) is body
