@@ -19,6 +19,7 @@ order and drops every chunk after that one (run_chunks).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -51,20 +52,51 @@ class Chunk:
         return len(self.lines)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Travels as one zstd block: pickling the lines one by one, then Dask's framing and
-        # its scheduler's hop (in the driver's process for a LocalCluster) each copied every
-        # byte, and a capture with recorded or observed bodies is ~4 KB a line. zstd at
-        # level 1 takes ~1 ms for 9 MB of such lines (zlib's fastest ~13 ms).
+        # Travels as one zstd block and the lines' lengths: pickling the lines one by one,
+        # then Dask's framing and its scheduler's hop (in the driver's process for a
+        # LocalCluster) each copied every byte, and a capture with recorded or observed
+        # bodies is ~4 KB a line. zstd at level 1 takes ~1 ms for 9 MB of such lines
+        # (zlib's fastest ~13 ms). Lengths, not a separator: a capture's lines end in one.
+        # Fed line by line, not joined first: the join's fresh 9 MB buffer cost 5 ms in page
+        # faults, 2.5x the compression.
         state = dict(self.__dict__)
-        block = b"\n".join(self.lines)
-        if block.count(b"\n") == len(self.lines) - 1 and self.lines:  # no line holds a newline
-            state["lines"] = zstandard.ZstdCompressor(level=1).compress(block)
+        if "_packed" in state:  # unpickled and never read: travels on as it came
+            return state
+        lengths = array("L", map(len, self.lines))
+        stream = zstandard.ZstdCompressor(level=1).compressobj(size=sum(lengths))
+        parts = [stream.compress(line) for line in self.lines]
+        parts.append(stream.flush())
+        linenos = None if self.linenos is None else array("L", self.linenos).tobytes()
+        del state["lines"], state["linenos"]
+        state["_packed"] = (b"".join(parts), lengths.tobytes(), linenos)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if isinstance(state["lines"], bytes):
-            state["lines"] = zstandard.ZstdDecompressor().decompress(state["lines"]).split(b"\n")
+        # The lines (and their numbers) are unpacked when first read (__getattr__), not
+        # here: Dask's scheduler unpickles every task it is given and pickles it again for
+        # the worker, and for a LocalCluster it runs in the driver's process. Unpacking
+        # there cost the driver ~6 ms a chunk, and its log of recent messages kept ~20
+        # chunks' lines alive (+130 MB of driver RSS on 100,000 exchanges of 4.4 KB).
         self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        packed = self.__dict__.get("_packed")
+        if name not in ("lines", "linenos") or packed is None:
+            raise AttributeError(name)
+        block, sizes, numbers = packed
+        data, lengths = zstandard.ZstdDecompressor().decompress(block), array("L")
+        lengths.frombytes(sizes)
+        lines, start = [], 0
+        for length in lengths:
+            lines.append(data[start:start + length])
+            start += length
+        linenos = None
+        if numbers is not None:
+            linenos = array("L")
+            linenos.frombytes(numbers)
+        del self.__dict__["_packed"]
+        self.__dict__.update(lines=lines, linenos=None if linenos is None else linenos.tolist())
+        return self.__dict__[name]
 
 
 def raw_allowed(captures: tuple[str, ...], protocol: Protocol, local: bool) -> bool:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from factories import make_exchange
+from factories import make_exchange, make_response
 from servers import serve_app
 from shadowdiff.capture.jsonl import write_capture
 from shadowdiff.config import Config, Targets
@@ -138,14 +138,30 @@ def test_workers_hash_a_captured_secret_as_one_process_does_and_store_it_nowhere
 
 
 @pytest.mark.parametrize("lines", [
-    [b'{"id": "a"}', b"", b'{"id": "c"}' * 500],   # an empty line, a long one
+    [b'{"id": "a"}\n', b"\n", b'{"id": "c"}' * 500 + b"\n"],   # as capture_lines reads them
+    [b'{"id": "a"}', b"", b'{"id": "c"}' * 500],                 # a last line with no newline
     [b"one"],
-    [b"with\nnewline", b"x"],                       # cannot travel joined: sent as it is
+    [b"with\nnewline", b"x\r\n", b"\x0b\x1c"],               # separators of splitlines()
     [],
 ])
 def test_a_chunk_travels_compressed_and_arrives_as_it_left(lines: list[bytes]) -> None:
     chunk = intake.Chunk(lines, "c.jsonl", list(range(2, 2 + len(lines))), None)
     wire = pickle.dumps(chunk, protocol=5)
     assert pickle.loads(wire) == chunk
-    if lines and not any(b"\n" in line for line in lines):
-        assert not any(line in wire for line in lines if len(line) > 100)  # not in the clear
+    assert not any(line in wire for line in lines if len(line) > 100)  # not in the clear
+
+
+def test_a_capture_s_own_lines_travel_compressed(tmp_path: Path) -> None:
+    """The lines a raw chunk holds are read by capture_lines, newline and all: they must be
+    compressed too (the first version compressed only lines without a newline, that is,
+    never a capture's)."""
+    capture = tmp_path / "c.jsonl.gz"
+    body = b'{"n": 1, "pad": "' + b"x" * 900 + b'"}'
+    write_capture(capture, (make_exchange(target=f"/doc/{i}", recorded=make_response(body=body))
+                            for i in range(200)))
+    chunk = next(intake.raw_chunks((str(capture),), 1000))
+    raw = sum(map(len, chunk.lines))
+    wire = pickle.dumps(chunk, protocol=5)
+    assert len(chunk) == 200 and all(line.endswith(b"\n") for line in chunk.lines)
+    assert len(wire) < raw / 10
+    assert pickle.loads(wire) == chunk
