@@ -196,13 +196,16 @@ class Run:
     summary: dict
 
 
-def shadowdiff_run(capture: Path, old: str, new: str, out: Path, replica: str | None = None,
+def shadowdiff_run(capture: Path, old: str | None, new: str | None, out: Path,
+                   replica: str | None = None,
                    judge_replica: bool = True, workers: int = 1) -> Run:
     """One `shadowdiff run` in a child process, as measured.
 
     Each run gets a history store of its own (a first run: no trend chart), so earlier
-    benchmark runs neither slow it down nor land in the working tree's reports/."""
-    cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), "--old", old, "--new", new,
+    benchmark runs neither slow it down nor land in the working tree's reports/. No `old`
+    and `new`: a mirrored capture, judged on the answers it holds."""
+    targets = [] if old is None or new is None else ["--old", old, "--new", new]
+    cmd = [sys.executable, "-c", _RSS_WRAPPER, "run", str(capture), *targets,
            "--out", str(out), "--quiet", "--concurrency", "64", "--workers", str(workers),
            "--history", str(out.parent / f"{out.name}-history.sqlite")]
     if replica:
